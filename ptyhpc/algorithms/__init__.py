@@ -1,0 +1,12 @@
+"""Reconstruction algorithms, one module each, chosen from an explicit table.
+
+Every module offers ``init(state, cfg) -> algorithm state`` and ``iterate(state, astate, comm, cfg, batches)
+-> local misfit``. All sums over scan positions are partial sums over this rank's positions, completed with
+``comm.accumulate`` (object-sized, neighbours only) or ``comm.allreduce`` (probe-sized and scalars), so the same
+code gives the single-rank answer on one rank and on many. ``BATCHES`` says how batches are formed:
+'global' (the same batches on every rank, synchronised per batch), 'local' (each rank its own, no collective
+inside the batch loop) or 'aligned' (local, but every rank runs the same number of batches).
+"""
+from . import dm, lsqml, rpie
+
+ALGORITHMS = {"rpie": rpie, "dm": dm, "lsqml": lsqml}

@@ -1,0 +1,104 @@
+"""Difference map (Thibault, Dierolf, Bunk, Menzel & Pfeiffer, Ultramicroscopy 109, 338, 2009).
+
+Each rank keeps the exit waves psi_j of its own positions only. One iteration:
+
+1. overlap projection (``dm_inner`` alternations), Eq. 9-10 of the paper:
+       O = sum_j sum_k P_jk^* psi_jk / sum_j sum_k |P_jk|^2
+       P = sum_j S_j^T(O_j^* psi_j) / sum_j S_j^T |O_j|^2
+   the object sums are completed over neighbouring tiles (``accumulate``), the probe sums over all ranks;
+2. psi_j <- psi_j + P_F(2 P_j O_j - psi_j) - P_j O_j, with P_F the far-field modulus projection.
+
+Because every quantity is a sum over positions followed by a division, R ranks give the one-rank answer up to
+the order of float additions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import physics
+from .common import batch_model, clip_amplitude, object_sums, probe_sums
+
+BATCHES = "local"
+EPS = 1e-6
+"""Regularisation of the divisions, relative to the global maximum of each denominator."""
+
+
+@dataclass
+class DMState:
+    psi: object
+    """(POSI, MODES, N, N) complex: this rank's exit waves."""
+
+
+def init(state, cfg) -> DMState:
+    xp = state.xp
+    psi = xp.empty((len(state.indices),) + state.probe.shape, dtype=state.probe.dtype)
+    stack = physics.probe_stack(state.probe)
+    for b in _chunks(len(psi), cfg.batch):
+        _, _, probes, patches, _, _ = batch_model(state, stack, b)
+        psi[b] = probes * patches[:, None]
+    return DMState(psi=psi)
+
+
+def _chunks(count, size):
+    import numpy as np
+
+    return [np.arange(i, min(i + size, count)) for i in range(0, count, size)]
+
+
+def overlap_object(state, astate, comm, stack, chunks):
+    """O = sum P^* psi / sum |P|^2 on the tile; pixels no position illuminates keep their value."""
+    xp = state.xp
+    num = xp.zeros(state.obj.shape, dtype=state.obj.dtype)
+    den = xp.zeros(state.obj.shape, dtype=state.patterns.dtype)
+    for b in chunks:
+        corner = state.corner[b]
+        probes = physics.shifted_probes(stack, state.weights[xp.asarray(b)])
+        n, d = object_sums(state.obj.shape, corner, probes, astate.psi[xp.asarray(b)], xp)
+        num += n
+        den += d
+    summed = comm.accumulate(xp.stack([num.real, num.imag, den]))
+    den = summed[2]
+    reg = EPS * comm.allreduce(float(den.max()), op="max")
+    obj = (summed[0] + 1j * summed[1]) / (den + reg)
+    return xp.where(den > 0, obj, state.obj).astype(state.obj.dtype)
+
+
+def overlap_probe(state, astate, comm, chunks):
+    """P = sum S^T(O^* psi) / sum S^T |O|^2 over all positions of all ranks."""
+    xp = state.xp
+    num = xp.zeros_like(state.probe)
+    den = xp.zeros((1,) + state.probe.shape[1:], dtype=state.patterns.dtype)
+    for b in chunks:
+        bx = xp.asarray(b)
+        patches = physics.extract(state.obj, xp.asarray(state.corner[b]), state.n)
+        n, d = probe_sums(state.weights[bx], patches, astate.psi[bx])
+        num += n
+        den += d
+    num = comm.allreduce(num)
+    den = comm.allreduce(den)
+    return num / (den + EPS * float(den.max()))
+
+
+def exit_wave_update(state, astate, stack, b, cfg):
+    """psi <- psi + P_F(2 P O - psi) - P O for the positions ``b``; returns their misfit (of P O)."""
+    xp = state.xp
+    bx = xp.asarray(b)
+    _, _, _, _, farfield, predicted = batch_model(state, stack, b)
+    measured = state.patterns[bx]
+    misfit = float(physics.cost(predicted, measured, state.mask, cfg.noise))
+    psi = astate.psi[bx]
+    reflected = 2 * farfield - physics.fft2(psi)
+    ratio = physics.modulus_ratio(physics.intensity(reflected), measured, state.mask)
+    astate.psi[bx] = psi + physics.ifft2(reflected * ratio[:, None] - farfield)
+    return misfit
+
+
+def iterate(state, astate, comm, cfg, batches, update_probe=True):
+    """One DM iteration over all of this rank's positions (``batches`` only bound the temporary memory)."""
+    for _ in range(cfg.dm_inner):
+        stack = physics.probe_stack(state.probe)
+        state.obj = clip_amplitude(overlap_object(state, astate, comm, stack, batches), cfg.object_clip)
+        if update_probe:
+            state.probe = overlap_probe(state, astate, comm, batches)
+    stack = physics.probe_stack(state.probe)
+    return sum(exit_wave_update(state, astate, stack, b, cfg) for b in batches if len(b))

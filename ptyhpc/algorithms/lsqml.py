@@ -1,0 +1,120 @@
+"""Least-squares maximum-likelihood ptychography (Odstrcil, Menzel & Guizar-Sicairos, Opt. Express 26, 3108, 2018).
+
+For a batch of positions j (the same batches on every rank; each rank takes its members):
+
+1. far-field step: chi_j = psi'_j - psi_j, with psi' the maximum-likelihood update of the exit wave
+   (Gaussian: modulus replacement, Eq. 14; Poisson: Psi (1 - a_j (1 - d / I)), a_j by Newton steps, Eq. 17);
+2. update directions (Eq. 24, 25), sums over positions then divided:
+       dO = sum_j P_j^* chi_j / (sum_j |P_j|^2 + delta_O),  dP = sum_j S_j^T(O_j^* chi_j) / (sum_j S_j^T|O_j|^2 + delta_P)
+3. per-position optimal steps (a_Oj, a_Pj) minimising ||chi_j - a_Oj dO_j P_j - a_Pj O_j dP_j||^2 (Eq. 22, 23),
+   a 2x2 least-squares system per position, regularised by half its batch mean;
+4. O += beta * mean_j a_Oj * dO,  P += beta * mean_j a_Pj * dP  (Eq. 27 with the batch-mean step).
+
+Object sums are completed with the neighbouring tiles, probe sums and step means over all ranks, so R ranks
+give the one-rank answer up to the order of float additions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import physics
+from ..backend import array_module
+from .common import batch_model, clip_amplitude, object_sums, probe_sums
+
+BATCHES = "global"
+DELTA = 1e-2
+"""delta_O and delta_P of Eq. 25, relative to the global maximum of each denominator."""
+NEWTON_STEPS = 3
+
+
+@dataclass
+class LSQMLState:
+    steps: list
+    """Mean object and probe step of every batch of the last epoch, [(a_O, a_P), ...] (for logs/checkpoints)."""
+
+
+def init(state, cfg) -> LSQMLState:
+    return LSQMLState(steps=[])
+
+
+def farfield_step(farfield, predicted, measured, mask, noise):
+    """chi_j = F^-1[Psi' - Psi] for each position: (BATCH, MODES, N, N)."""
+    xp = array_module(predicted)
+    if noise == "gaussian":
+        factor = physics.modulus_ratio(predicted, measured, mask) - 1
+    else:
+        # Poisson: Psi' = Psi (1 - a w), w = 1 - d / I; a minimises sum I (1-aw)^2 - d log(I (1-aw)^2)
+        i = xp.maximum(predicted, 1e-9)
+        w = xp.where(mask, 1 - measured / i, 0)
+        a = xp.zeros((len(i), 1, 1), dtype=i.dtype)
+        for _ in range(NEWTON_STEPS):
+            s = 1 - a * w
+            s = xp.where(abs(s) < 1e-3, 1e-3, s)
+            grad = (-2 * i * w * s + 2 * measured * w / s).sum(axis=(1, 2), keepdims=True)
+            hess = (2 * i * w ** 2 + 2 * measured * w ** 2 / s ** 2).sum(axis=(1, 2), keepdims=True)
+            a = xp.clip(a - grad / (hess + 1e-30), 0, 1)
+        factor = -a * w
+    return physics.ifft2(farfield * factor[:, None])
+
+
+def directions(state, comm, corner, weights, probes, patches, chi):
+    """Eq. 24-25: object direction on the tile (H, W) and probe direction (MODES, N, N)."""
+    xp = state.xp
+    o_num, o_den = object_sums(state.obj.shape, corner, probes, chi, xp)
+    summed = comm.accumulate(xp.stack([o_num.real, o_num.imag, o_den]))
+    o_den = summed[2]
+    d_obj = (summed[0] + 1j * summed[1]) / (o_den + DELTA * comm.allreduce(float(o_den.max()), op="max") + 1e-30)
+    p_num, p_den = probe_sums(weights, patches, chi)
+    p_num = comm.allreduce(p_num)
+    p_den = comm.allreduce(p_den)
+    d_probe = p_num / (p_den + DELTA * float(p_den.max()) + 1e-30)
+    return d_obj.astype(state.obj.dtype), d_probe.astype(state.probe.dtype)
+
+
+def step_sizes(comm, chi, d_op, d_po, count):
+    """Eq. 22-23: per-position optimal steps; returns their means over the global batch (a_O, a_P).
+
+    ``d_po`` None (probe fixed) reduces the 2x2 system to the object step alone.
+    """
+    xp = array_module(chi)
+    ax = (1, 2, 3)
+    a11 = (abs(d_op) ** 2).sum(axis=ax)
+    b1 = (d_op.conj() * chi).real.sum(axis=ax)
+    if d_po is None:
+        mean = comm.allreduce(a11.sum()) / count
+        total = comm.allreduce((b1 / (a11 + 0.5 * mean)).sum()) / count
+        return float(total), 0.0
+    a22 = (abs(d_po) ** 2).sum(axis=ax)
+    a12 = (d_op.conj() * d_po).real.sum(axis=ax)
+    b2 = (d_po.conj() * chi).real.sum(axis=ax)
+    means = comm.allreduce(xp.stack([a11.sum(), a22.sum()])) / count
+    a11 = a11 + 0.5 * means[0]
+    a22 = a22 + 0.5 * means[1]
+    det = a11 * a22 - a12 ** 2
+    a_o = (a22 * b1 - a12 * b2) / det
+    a_p = (a11 * b2 - a12 * b1) / det
+    sums = comm.allreduce(xp.stack([a_o.sum(), a_p.sum()])) / count
+    return float(sums[0]), float(sums[1])
+
+
+def iterate(state, astate, comm, cfg, batches, update_probe=True):
+    """One epoch over the global ``batches`` (this rank's members of each, in local indices)."""
+    xp = state.xp
+    total = 0.0
+    astate.steps = []
+    for b in batches:
+        count = comm.allreduce(float(len(b)))
+        stack = physics.probe_stack(state.probe)
+        corner, weights, probes, patches, farfield, predicted = batch_model(state, stack, b)
+        measured = state.patterns[xp.asarray(b)]
+        total += float(physics.cost(predicted, measured, state.mask, cfg.noise))
+        chi = farfield_step(farfield, predicted, measured, state.mask, cfg.noise)
+        d_obj, d_probe = directions(state, comm, corner, weights, probes, patches, chi)
+        d_op = probes * physics.extract(d_obj, xp.asarray(corner), state.n)[:, None]
+        d_po = patches[:, None] * physics.shifted_probes(physics.probe_stack(d_probe), weights) if update_probe else None
+        a_o, a_p = step_sizes(comm, chi, d_op, d_po, count)
+        astate.steps.append((a_o, a_p))
+        state.obj = clip_amplitude(state.obj + cfg.lsqml_beta * a_o * d_obj, cfg.object_clip)
+        if update_probe:
+            state.probe = state.probe + cfg.lsqml_beta * a_p * d_probe
+    return total

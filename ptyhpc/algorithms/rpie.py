@@ -1,0 +1,86 @@
+"""Regularised ptychographic iterative engine, in mini-batches (Maiden, Johnson & Li, Optica 4, 736, 2017).
+
+For a batch of positions j with exit waves psi_j = P_j O_j and corrected exit waves psi'_j (far-field modulus
+replaced by the measured one):
+
+    O <- O + sum_j P_j^* (psi'_j - psi_j) / ((1 - alpha) sum_j |P_j|^2 + alpha max sum_j |P_j|^2)      (Eq. 6)
+    P <- P + sum_j O_j^* (psi'_j - psi_j) / ((1 - beta) sum_j |O_j|^2 + beta max sum_j |O_j|^2)
+
+rPIE is sequential: each rank updates its own tile with its own batches and no communication; the tiles are
+reconciled (illumination-weighted average of the overlaps, position-weighted average of the probes) every
+``sync_every`` batches and at the end of every epoch. The result is not bit-equal to one rank; its error is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import physics
+from .common import batch_model, clip_amplitude, object_sums, probe_sums
+
+BATCHES = "aligned"
+
+
+@dataclass
+class RPIEState:
+    illumination: object
+    """(H, W) real: sum_j |P_j|^2 over the positions processed since the last reconciliation."""
+    count: int = 0
+    """Positions processed since the last reconciliation."""
+
+
+def init(state, cfg) -> RPIEState:
+    return RPIEState(illumination=state.xp.zeros(state.obj.shape, dtype=state.patterns.dtype))
+
+
+def exit_wave_update(farfield, predicted, measured, mask):
+    """psi' - psi = F^-1[(sqrt(d / I) - 1) Psi] on valid pixels: (BATCH, MODES, N, N)."""
+    ratio = physics.modulus_ratio(predicted, measured, mask)
+    return physics.ifft2(farfield * (ratio - 1)[:, None])
+
+
+def object_update(obj, num, den, alpha):
+    """Eq. 6: O + num / ((1 - alpha) den + alpha max(den))."""
+    return obj + num / ((1 - alpha) * den + alpha * den.max() + 1e-30)
+
+
+def probe_update(probe, num, den, beta):
+    """The probe's counterpart of Eq. 6, with beta in place of alpha."""
+    return probe + num / ((1 - beta) * den + beta * den.max() + 1e-30)
+
+
+def reconcile(state, astate, comm):
+    """Illumination-weighted average of overlapping tiles and position-weighted average of the probes."""
+    w = astate.illumination
+    xp = state.xp
+    summed = comm.accumulate(xp.stack([w * state.obj.real, w * state.obj.imag, w]))
+    covered = summed[2] > 0
+    average = (summed[0] + 1j * summed[1]) / xp.where(covered, summed[2], 1)
+    state.obj = xp.where(covered, average, state.obj).astype(state.obj.dtype)
+    total = comm.allreduce(float(astate.count))
+    if total > 0:
+        state.probe = comm.allreduce(state.probe * astate.count) / total
+    astate.illumination = xp.zeros_like(w)
+    astate.count = 0
+
+
+def iterate(state, astate, comm, cfg, batches, update_probe=True):
+    """One epoch over this rank's ``batches`` (lists of local indices). Returns the local misfit sum."""
+    total = 0.0
+    for i, b in enumerate(batches, start=1):
+        if len(b):
+            stack = physics.probe_stack(state.probe)
+            corner, weights, probes, patches, farfield, predicted = batch_model(state, stack, b)
+            measured = state.patterns[state.xp.asarray(b)]
+            total += float(physics.cost(predicted, measured, state.mask, cfg.noise))
+            chi = exit_wave_update(farfield, predicted, measured, state.mask)
+            o_num, o_den = object_sums(state.obj.shape, corner, probes, chi, state.xp)
+            if update_probe:
+                p_num, p_den = probe_sums(weights, patches, chi)
+                state.probe = probe_update(state.probe, p_num, p_den, cfg.beta)
+            state.obj = clip_amplitude(object_update(state.obj, o_num, o_den, cfg.alpha), cfg.object_clip)
+            astate.illumination += o_den
+            astate.count += len(b)
+        if cfg.sync_every and i % cfg.sync_every == 0 and i < len(batches):
+            reconcile(state, astate, comm)
+    reconcile(state, astate, comm)
+    return total

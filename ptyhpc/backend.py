@@ -1,0 +1,77 @@
+"""The one place that decides the array module ``xp`` (NumPy or CuPy) and the working precision.
+
+Everything else in ptyhpc takes ``xp`` from its input arrays (:func:`array_module`), so physics and algorithms run
+unchanged on the CPU and on a GPU. CuPy is imported here and nowhere else.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+DTYPES = {"complex64": (np.complex64, np.float32), "complex128": (np.complex128, np.float64)}
+
+
+class DeviceError(RuntimeError):
+    """The requested device cannot be used on this machine."""
+
+
+def _cupy():
+    try:
+        import cupy
+    except ImportError:
+        return None
+    try:
+        return cupy if cupy.is_available() else None
+    except Exception:  # a broken CUDA install raises from is_available on some versions
+        return None
+
+
+def get_xp(device: str = "cpu", local_rank: int = 0):
+    """Return the array module for ``device`` ('cpu', 'gpu' or 'auto') and select this rank's GPU.
+
+    With 'gpu', rank ``local_rank`` uses GPU ``local_rank % count`` unless ``CUDA_VISIBLE_DEVICES`` already pins
+    exactly one device (as Polaris' affinity wrapper does), in which case that one (device 0) is used.
+    """
+    if device == "cpu":
+        return np
+    if device not in ("gpu", "auto"):
+        raise DeviceError(f"unknown device {device!r}: use 'cpu', 'gpu' or 'auto'")
+    cp = _cupy()
+    if cp is None:
+        if device == "auto":
+            return np
+        raise DeviceError(
+            "--device gpu was requested but no usable GPU was found (CuPy is not installed, or "
+            "cupy.is_available() is False: no CUDA driver or device). Use --device cpu, or install the 'gpu' extra "
+            "on a machine with an NVIDIA GPU."
+        )
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    count = cp.cuda.runtime.getDeviceCount()
+    index = 0 if ("," not in visible and visible.strip()) else local_rank % count
+    cp.cuda.Device(index).use()
+    return cp
+
+
+def array_module(a):
+    """NumPy or CuPy, whichever owns array ``a``."""
+    if type(a).__module__.split(".")[0] == "cupy":
+        import cupy
+
+        return cupy
+    return np
+
+
+def asnumpy(a) -> np.ndarray:
+    """A NumPy copy (or view) of a NumPy or CuPy array."""
+    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
+
+
+def is_gpu_array(a) -> bool:
+    return array_module(a) is not np
+
+
+def synchronize(xp) -> None:
+    """Wait for queued GPU work (no-op on NumPy): call before timing or before handing a buffer to MPI."""
+    if xp is not np:
+        xp.cuda.get_current_stream().synchronize()

@@ -1,0 +1,168 @@
+"""The only module that knows MPI.
+
+:class:`TileComm` is what algorithms see: ``allreduce`` for small global sums (probe, costs, step sizes) and
+``accumulate`` / ``exchange``, the planned halo operations between neighbouring tiles. Built from ``None`` it is
+the single-process stand-in with the same interface, so no algorithm ever asks whether it runs in parallel.
+
+GPU buffers: when the MPI library is CUDA-aware (detected, or forced with ``PTYHPC_CUDA_AWARE=1``/``0``), CuPy
+arrays go to mpi4py's upper-case methods directly after the current stream is synchronised; otherwise they are
+staged through host memory.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .backend import array_module, asnumpy, is_gpu_array, synchronize
+from .partition import Partition, intersect
+
+_TAG_HALO = 17
+
+
+def world():
+    """mpi4py's COMM_WORLD, or None where mpi4py is not installed (a serial install)."""
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        return None
+    return MPI.COMM_WORLD
+
+
+def cuda_aware() -> bool:
+    """Whether CuPy buffers may be handed to MPI directly (``PTYHPC_CUDA_AWARE`` overrides the detection)."""
+    forced = os.environ.get("PTYHPC_CUDA_AWARE")
+    if forced is not None:
+        return forced.strip().lower() in ("1", "true", "yes", "on")
+    if os.environ.get("MPICH_GPU_SUPPORT_ENABLED") == "1":  # Cray MPICH with the GTL library (Polaris)
+        return True
+    try:
+        from mpi4py import MPI
+
+        query = getattr(MPI, "Query_cuda_support", None)
+        return bool(query()) if query is not None else False
+    except Exception:
+        return False
+
+
+class TileComm:
+    """Collectives over the ranks of one reconstruction, and the halo exchange planned from its partition.
+
+    Parameters
+    ----------
+    mpi_comm : mpi4py communicator or None
+        None (or a communicator of size 1) gives the serial stand-in.
+    partition : Partition
+        Its ``size`` must equal the communicator's.
+    """
+
+    def __init__(self, mpi_comm, partition: Partition):
+        self.mpi = mpi_comm if (mpi_comm is not None and mpi_comm.Get_size() > 1) else None
+        self.rank = mpi_comm.Get_rank() if mpi_comm is not None else 0
+        self.size = mpi_comm.Get_size() if mpi_comm is not None else 1
+        if partition.size != self.size:
+            raise ValueError(f"partition has {partition.size} tiles but the communicator {self.size} ranks")
+        self.partition = partition
+        self.tile = partition.tiles[self.rank]
+        # The plan: for each neighbour (by rank), the slices of my tile that overlap its tile.
+        self.links = [(other, self.tile.local(box)) for other, box in partition.neighbours(self.rank)]
+        self._link = dict(self.links)
+        # For exchange(): the part of each overlap that lies in the neighbour's core, as slices of my tile and
+        # of the received overlap block.
+        self._fill = []
+        for other, box in partition.neighbours(self.rank):
+            theirs = intersect(partition.tiles[other].core, box)
+            if theirs is not None:
+                rel = (slice(theirs[0] - box[0], theirs[1] - box[0]), slice(theirs[2] - box[2], theirs[3] - box[2]))
+                self._fill.append((other, self.tile.local(theirs), rel))
+        self.cuda_aware = cuda_aware()
+        self.halo_bytes_sent = 0
+        self.halo_bytes_received = 0
+        self.reduce_bytes = 0
+
+    # --- small global reductions -------------------------------------------------------------------------------
+    def allreduce(self, x, op: str = "sum"):
+        """Sum (or max) of ``x`` over all ranks: a float, a NumPy or a CuPy array (returned in the same kind)."""
+        if self.mpi is None:
+            return x
+        from mpi4py import MPI
+
+        mop = {"sum": MPI.SUM, "max": MPI.MAX}[op]
+        if np.isscalar(x) or getattr(x, "ndim", 1) == 0 and not is_gpu_array(x):
+            self.reduce_bytes += 8
+            return self.mpi.allreduce(float(x), op=mop)
+        xp = array_module(x)
+        buf = np.ascontiguousarray(asnumpy(x)) if (xp is not np and not self.cuda_aware) else xp.ascontiguousarray(x)
+        if xp is not np:
+            synchronize(xp)
+        out = buf.copy()
+        self.mpi.Allreduce(buf, out, op=mop)
+        self.reduce_bytes += out.nbytes
+        return xp.asarray(out)
+
+    def barrier(self):
+        if self.mpi is not None:
+            self.mpi.Barrier()
+
+    # --- halo ----------------------------------------------------------------------------------------------------
+    def _swap(self, a):
+        """Send my part of every overlap to its neighbour and receive theirs: {rank: received block}."""
+        if self.mpi is None or not self.links:
+            return {}
+        xp = array_module(a)
+        stage = xp is not np and not self.cuda_aware
+        sends, recvs, reqs = [], {}, []
+        for other, sl in self.links:
+            block = a[(...,) + sl]
+            buf = np.ascontiguousarray(asnumpy(block)) if stage else xp.ascontiguousarray(block)
+            sends.append(buf)
+            recvs[other] = np.empty_like(buf) if stage else xp.empty_like(buf)
+        if xp is not np and not stage:
+            synchronize(xp)
+        for (other, _), buf in zip(self.links, sends):
+            reqs.append(self.mpi.Irecv(recvs[other], source=other, tag=_TAG_HALO))
+            reqs.append(self.mpi.Isend(buf, dest=other, tag=_TAG_HALO))
+        from mpi4py import MPI
+
+        MPI.Request.Waitall(reqs)
+        for buf in sends:
+            self.halo_bytes_sent += buf.nbytes
+        for buf in recvs.values():
+            self.halo_bytes_received += buf.nbytes
+        return {k: xp.asarray(v) for k, v in recvs.items()} if stage else recvs
+
+    def accumulate(self, a):
+        """Sum over ranks, pixel by pixel: every pixel of my tile becomes the sum of the values that all ranks
+        whose tiles cover it hold there. ``a`` : (..., h, w) on my tile; returns a new array.
+
+        Contributions are added in rank order, so every rank computes bitwise the same value for a shared pixel.
+        """
+        received = self._swap(a)
+        if not received:
+            return a
+        out = None
+        for other in sorted(list(received) + [self.rank]):
+            if other == self.rank:
+                out = a.copy() if out is None else out.__iadd__(a)
+                continue
+            sl = self._link[other]
+            if out is None:
+                out = array_module(a).zeros_like(a)
+            out[(...,) + sl] += received[other]
+        return out
+
+    def exchange(self, a):
+        """Fill my halo from the owners: every pixel of my tile outside my core takes the value held by the rank
+        whose core contains it. ``a`` : (..., h, w); returns a new array (my core is unchanged)."""
+        received = self._swap(a)
+        out = a.copy()
+        for other, mine, rel in self._fill:
+            out[(...,) + mine] = received[other][(...,) + rel]
+        return out
+
+    def halo_bytes(self) -> tuple[int, int]:
+        return self.halo_bytes_sent, self.halo_bytes_received
+
+    def abort(self, code: int = 1):
+        if self.mpi is not None:
+            self.mpi.Abort(code)

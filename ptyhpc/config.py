@@ -1,0 +1,100 @@
+"""Reconstruction settings: one frozen dataclass, loadable from TOML and overridable on the command line."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+ALGORITHMS = ("rpie", "dm", "lsqml")
+
+
+@dataclass(frozen=True)
+class ReconConfig:
+    """Settings of one reconstruction. In TOML they sit under ``[reconstruct]`` with the same names."""
+
+    algorithm: str = "rpie"
+    """'rpie' (Maiden, Johnson & Li 2017), 'dm' (Thibault et al. 2009) or 'lsqml' (Odstrcil et al. 2018)."""
+    epochs: int = 50
+    """Passes over all scan positions."""
+    batch_size: int = 0
+    """Positions processed together; 0 picks the algorithm's default (rPIE 16, LSQML 64, DM 64 for memory only)."""
+    batching: str = "random"
+    """'random' (a new random split every epoch) or 'compact' (spatially compact groups, fixed)."""
+    probe_modes: int = 1
+    """Incoherent probe modes K (mixed state); extra modes start at 10 % power and are orthogonalised."""
+    update_probe: bool = True
+    """Refine the probe (from epoch ``probe_start``)."""
+    probe_start: int = 0
+    """First epoch in which the probe is updated."""
+    alpha: float = 0.1
+    """rPIE object regularisation alpha in [0, 1] (Maiden 2017, Eq. 6)."""
+    beta: float = 1.0
+    """rPIE probe regularisation; 1 gives the ePIE-like step normalised by max |O|^2, robust on real data."""
+    noise: str = "gaussian"
+    """Noise model of the misfit and of LSQML's far-field step: 'gaussian' (amplitude) or 'poisson'."""
+    dm_inner: int = 1
+    """DM: object/probe alternations per iteration (overlap-projection inner loop)."""
+    lsqml_beta: float = 0.9
+    """LSQML: damping of the optimal step (Odstrcil 2018, Eq. 27)."""
+    object_clip: float = 0.0
+    """If > 0, clip the object amplitude to at most this value after every update (e.g. 1.0: no gain)."""
+    probe_power: bool = False
+    """Hold the probe's total power at the mean measured intensity per pattern after every epoch."""
+    sync_every: int = 0
+    """rPIE on several ranks: reconcile overlapping tiles every k batches (0: once per epoch)."""
+    device: str = "cpu"
+    """'cpu', 'gpu' or 'auto'."""
+    precision: str = "complex64"
+    """'complex64' or 'complex128'."""
+    seed: int = 0
+    """Seed of the batch shuffling and of the extra probe modes."""
+    checkpoint_every: int = 0
+    """Write OUT.checkpoint.h5 every N epochs (0: never)."""
+
+    def __post_init__(self):
+        checks = [
+            (self.algorithm in ALGORITHMS, f"algorithm must be one of {ALGORITHMS}, not {self.algorithm!r}"),
+            (self.epochs >= 0, f"epochs must be >= 0, not {self.epochs}"),
+            (self.batch_size >= 0, f"batch_size must be >= 0, not {self.batch_size}"),
+            (self.batching in ("random", "compact"), f"batching must be 'random' or 'compact', not {self.batching!r}"),
+            (self.probe_modes >= 1, f"probe_modes must be >= 1, not {self.probe_modes}"),
+            (0 <= self.alpha <= 1, f"alpha must lie in [0, 1], not {self.alpha}"),
+            (0 <= self.beta <= 1, f"beta must lie in [0, 1], not {self.beta}"),
+            (self.noise in ("gaussian", "poisson"), f"noise must be 'gaussian' or 'poisson', not {self.noise!r}"),
+            (self.dm_inner >= 1, f"dm_inner must be >= 1, not {self.dm_inner}"),
+            (self.device in ("cpu", "gpu", "auto"), f"device must be 'cpu', 'gpu' or 'auto', not {self.device!r}"),
+            (self.precision in ("complex64", "complex128"),
+             f"precision must be 'complex64' or 'complex128', not {self.precision!r}"),
+            (self.sync_every >= 0, f"sync_every must be >= 0, not {self.sync_every}"),
+            (self.checkpoint_every >= 0, f"checkpoint_every must be >= 0, not {self.checkpoint_every}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    @property
+    def batch(self) -> int:
+        """The batch size in force (the algorithm's default when ``batch_size`` is 0)."""
+        return self.batch_size or {"rpie": 16, "lsqml": 64, "dm": 64}[self.algorithm]
+
+    def replace(self, **changes) -> "ReconConfig":
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_toml(cls, path) -> "ReconConfig":
+        """Load ``[reconstruct]`` (or the top level) of a TOML file; unknown keys are an error."""
+        with open(path, "rb") as f:
+            table = tomllib.load(f)
+        table = table.get("reconstruct", table)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**table)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

@@ -1,0 +1,217 @@
+"""One reconstruction on one or many ranks: read my patterns -> partition -> local state -> iterate -> write.
+
+``Reconstruction`` is the whole public API of the engine. Every rank constructs it with the same dataset and
+configuration (positions are small and every rank knows all of them; patterns are read per rank) and the
+communicator (or None for a single process).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import physics
+from .algorithms import ALGORITHMS
+from .backend import DTYPES, asnumpy, get_xp, synchronize
+from .comm import TileComm
+from .config import ReconConfig
+from .partition import partition
+from .state import LocalState
+
+
+def probe_from_data(mean_pattern: np.ndarray) -> np.ndarray:
+    """(1, N, N) probe whose far-field amplitude is the mean measured amplitude, centred in its window."""
+    return np.fft.fftshift(np.fft.ifft2(np.sqrt(mean_pattern), norm="ortho"))[None].astype(np.complex64)
+
+
+def add_modes(probe: np.ndarray, modes: int) -> np.ndarray:
+    """Extend (K0, N, N) to ``modes`` modes: each new one is the first mode times a low-order phase ramp, at 10 %
+    of its power; then orthogonalise."""
+    if probe.shape[0] >= modes:
+        return probe[:modes]
+    n = probe.shape[-1]
+    y, x = np.mgrid[:n, :n] / n
+    extra = [probe[0] * np.sqrt(0.1) * np.exp(2j * np.pi * (k * x + (k // 2) * y)) for k in range(1, modes - len(probe) + 1)]
+    return physics.orthogonalize_modes(np.concatenate([probe, np.array(extra)]).astype(np.complex64))
+
+
+@dataclass
+class History:
+    epochs: list = field(default_factory=list)
+    costs: list = field(default_factory=list)
+    seconds: list = field(default_factory=list)
+    halo_bytes: list = field(default_factory=list)
+    """Halo bytes sent by this rank in each epoch."""
+
+
+class Reconstruction:
+    """Set up a reconstruction of ``dataset`` on the ranks of ``mpi_comm`` (None: one process).
+
+    Parameters
+    ----------
+    dataset : ptyhpc.io.Dataset
+    cfg : ReconConfig
+    mpi_comm : mpi4py communicator or None
+    probe : (MODES, N, N) complex, optional initial probe (else the file's, else one made from the mean pattern);
+        rescaled so sum |P|^2 equals the mean measured intensity per pattern
+    obj : (H, W) complex, optional initial object (else 1 everywhere); each rank keeps only its tile
+    """
+
+    def __init__(self, dataset, cfg: ReconConfig, mpi_comm=None, probe=None, obj=None, log=None):
+        self.dataset, self.cfg = dataset, cfg
+        rank = mpi_comm.Get_rank() if mpi_comm is not None else 0
+        size = mpi_comm.Get_size() if mpi_comm is not None else 1
+        self.log = log or (lambda msg: None)
+        self.xp = get_xp(cfg.device, local_rank=_local_rank(mpi_comm))
+        dtype = DTYPES[cfg.precision][0]
+        self.partition = partition(dataset.scan, dataset.n, dataset.object_shape, size)
+        self.comm = TileComm(mpi_comm, self.partition)
+        self.mpi = mpi_comm
+        tile = self.partition.tiles[rank]
+        idx = self.partition.indices(rank)
+        patterns = dataset.read_patterns(idx, mpi_comm)
+        total = self.comm.allreduce(float(patterns.sum(dtype=np.float64)))
+        mean_power = total / dataset.count
+        if probe is None:
+            probe = dataset.probe
+        if probe is None:
+            mean = self.comm.allreduce(patterns.sum(axis=0, dtype=np.float64)) / dataset.count
+            probe = probe_from_data(np.asarray(mean))
+        probe = add_modes(np.asarray(probe, dtype=np.complex64), cfg.probe_modes)
+        probe *= np.sqrt(mean_power / physics.probe_power(probe))
+        self.mean_power = mean_power
+        if obj is None:
+            tile_obj = np.ones(tile.shape, dtype=dtype)
+        else:
+            y0, y1, x0, x1 = tile.box
+            tile_obj = np.asarray(obj[y0:y1, x0:x1])
+        self.state = LocalState.create(self.xp, dtype, tile, dataset.scan[idx], idx, patterns, dataset.mask,
+                                       probe, tile_obj)
+        self.algorithm = ALGORITHMS[cfg.algorithm]
+        self.astate = self.algorithm.init(self.state, cfg)
+        self.history = History()
+        self.epoch = 0
+        self.log(f"rank {rank}/{size}: {len(idx)} positions, tile {tile.shape[0]}x{tile.shape[1]} at "
+                 f"{tile.origin}, {len(self.comm.links)} neighbour(s)")
+
+    # --- batches -------------------------------------------------------------------------------------------------
+    def batches(self, epoch: int) -> list:
+        """This rank's batches for ``epoch`` (lists of local indices), following the algorithm's BATCHES."""
+        cfg, st = self.cfg, self.state
+        kind = self.algorithm.BATCHES
+        nlocal = len(st.indices)
+        if kind == "local":
+            return [np.arange(i, min(i + cfg.batch, nlocal)) for i in range(0, nlocal, cfg.batch)]
+        if kind == "aligned":
+            count = int(self.comm.allreduce(float(-(-nlocal // cfg.batch)), op="max"))
+            rng = np.random.default_rng([cfg.seed, epoch, self.comm.rank])
+            return _split(np.arange(nlocal), st.corner + st.tile.origin, count, cfg.batching, rng, self.dataset.n)
+        # global: the same batches on every rank, each rank keeps its members
+        scan = self.dataset.scan
+        count = -(-len(scan) // cfg.batch)
+        rng = np.random.default_rng([cfg.seed, epoch])
+        local_of = np.full(len(scan), -1)
+        local_of[st.indices] = np.arange(nlocal)
+        return [local_of[b][local_of[b] >= 0] for b in _split(np.arange(len(scan)), scan, count, cfg.batching,
+                                                               rng, self.dataset.n)]
+
+    # --- iterations ----------------------------------------------------------------------------------------------
+    def iterate(self, epochs: int, progress=None) -> None:
+        """Run ``epochs`` more epochs; ``progress(epoch, cost, seconds)`` is called on every rank after each."""
+        cfg = self.cfg
+        for _ in range(epochs):
+            t0 = time.perf_counter()
+            sent0 = self.comm.halo_bytes_sent
+            update_probe = cfg.update_probe and self.epoch >= cfg.probe_start
+            local = self.algorithm.iterate(self.state, self.astate, self.comm, cfg, self.batches(self.epoch),
+                                           update_probe=update_probe)
+            st = self.state
+            if st.probe.shape[0] > 1:
+                st.probe = physics.orthogonalize_modes(st.probe)
+            if cfg.probe_power:
+                st.probe = st.probe * float(np.sqrt(self.mean_power / physics.probe_power(st.probe)))
+            cost = self.comm.allreduce(float(local)) / self.dataset.count
+            synchronize(self.xp)
+            seconds = time.perf_counter() - t0
+            self.epoch += 1
+            h = self.history
+            h.epochs.append(self.epoch)
+            h.costs.append(cost)
+            h.seconds.append(seconds)
+            h.halo_bytes.append(self.comm.halo_bytes_sent - sent0)
+            if progress is not None:
+                progress(self.epoch, cost, seconds)
+
+    # --- results -------------------------------------------------------------------------------------------------
+    def core(self) -> np.ndarray:
+        """This rank's core of the object, on the host."""
+        sl = self.state.tile.local(self.state.tile.core)
+        return asnumpy(self.state.obj[sl])
+
+    def gather_object(self) -> np.ndarray | None:
+        """The whole object on rank 0 (None elsewhere), core by core. For tests and small objects only."""
+        cores = [(self.state.tile.core, self.core())]
+        if self.mpi is not None and self.mpi.Get_size() > 1:
+            cores = self.mpi.gather(cores[0], root=0)
+            if self.mpi.Get_rank() != 0:
+                return None
+        out = np.ones(self.dataset.object_shape, dtype=self.state.obj.dtype)
+        for (y0, y1, x0, x1), c in cores:
+            out[y0:y1, x0:x1] = c
+        return out
+
+    def write(self, path, extra=None) -> None:
+        """Write the Ptychodus product file (collective: every rank calls it)."""
+        from .io.product import write_product
+
+        d = self.dataset
+        info = {
+            "algorithm": self.cfg.algorithm, "ranks": self.comm.size, "epochs": self.epoch,
+            "seconds_per_epoch": self.history.seconds,
+            "halo_bytes_per_epoch": self.comm.allreduce(np.asarray(self.history.halo_bytes, dtype=np.float64)
+                                                        ).tolist() if self.history.halo_bytes else [],
+            "config": self.cfg.to_dict(),
+        }
+        info.update(extra or {})
+        write_product(path, shape=d.object_shape, core_box=self.state.tile.core, core=self.core(),
+                      probe=asnumpy(self.state.probe), scan=d.scan, n=d.n, pixel_size=d.pixel_size,
+                      wavelength=d.wavelength, distance=d.distance,
+                      losses=list(zip(self.history.epochs, self.history.costs)), comm=self.mpi, extra=info)
+
+
+def _split(ids, scan, count, mode, rng, n):
+    """Split ``ids`` (positions with window corners ``scan[ids]``) into ``count`` batches (some maybe empty)."""
+    count = max(int(count), 1)
+    if mode == "compact" and len(ids) >= count:
+        owner = partition(scan[ids], n, (1 << 30, 1 << 30), count).owner
+        groups = [ids[owner == g] for g in range(count)]
+        return [groups[g] for g in rng.permutation(count)]
+    return np.array_split(rng.permutation(ids), count)
+
+
+def _local_rank(mpi_comm) -> int:
+    if mpi_comm is None:
+        return 0
+    try:
+        from mpi4py import MPI
+
+        return mpi_comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
+    except Exception:
+        return mpi_comm.Get_rank()
+
+
+def stderr_progress(total: int):
+    """Progress printer: an updating line on a terminal, plain lines in a log."""
+    tty = sys.stderr.isatty()
+
+    def show(epoch, cost, seconds):
+        line = f"epoch {epoch:4d}/{total}  cost {cost:.6e}  {seconds:7.3f} s"
+        if tty:
+            sys.stderr.write("\r" + line + ("\n" if epoch == total else ""))
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    return show

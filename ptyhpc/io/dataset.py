@@ -1,0 +1,179 @@
+"""The format-independent view of an input: positions and metadata in memory, patterns read on demand."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+H_PLANCK_C = 1.98644586e-25  # J m
+MARGIN = 2
+"""Object pixels left between the outermost probe window and the object's edge."""
+MAX_OBJECT_SIDE = 65536
+"""Positions spanning more object pixels than this are taken as a unit or sign error, not as a real scan."""
+
+
+class InputError(ValueError):
+    """A problem with an input file: ``FILE: DATASET: problem``."""
+
+    def __init__(self, path, dataset: str, problem: str):
+        self.path, self.dataset, self.problem = str(path), dataset, problem
+        super().__init__(f"{path}: {dataset}: {problem}")
+
+
+@dataclass
+class Dataset:
+    """A ptychography scan, format-independent.
+
+    scan : (POSI, 2) float64, top-left corner of each probe window in object pixels, rows first, placed so the
+        smallest corner sits ``MARGIN`` pixels from the object's edge
+    object_shape : (H, W) of the full object that holds every window plus the margin
+    mask : (N, N) bool, True = valid detector pixel, zero frequency at [0, 0]
+    probe : (MODES, N, N) complex or None, an initial probe from the file
+    pixel_size : object pixel size in metres (lambda z / (N p)), or None when the file has no geometry
+    """
+
+    path: str
+    patterns_dataset: str
+    count: int
+    n: int
+    scan: np.ndarray
+    object_shape: tuple
+    mask: np.ndarray
+    probe: np.ndarray | None
+    pixel_size: float | None
+    wavelength: float | None
+    distance: float | None
+    detector_pixel: float | None
+    reader: Callable = field(repr=False)
+    """reader(sorted indices, comm) -> (len, N, N) raw patterns as stored (before shifting)."""
+    centred: bool = True
+    """True when the file stores patterns with the zero frequency in the middle (they are ifftshift-ed)."""
+    patterns_read: int = 0
+    """How many patterns this process has read (each rank should read only its own)."""
+
+    def read_patterns(self, indices, comm=None) -> np.ndarray:
+        """Patterns ``indices`` (any order) as float32 with the zero frequency at [0, 0], checked for NaN, Inf
+        and negative values. ``comm``: the MPI communicator when all ranks read at once (parallel HDF5)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        order = np.argsort(indices, kind="stable")
+        raw = self.reader(indices[order], comm)
+        self.patterns_read += len(indices)
+        out = np.empty((len(indices), self.n, self.n), dtype=np.float32)
+        out[order] = raw
+        bad = ~np.isfinite(out)
+        if bad.any():
+            j = int(indices[np.flatnonzero(bad.any(axis=(1, 2)))[0]])
+            raise InputError(self.path, self.patterns_dataset, f"pattern {j} contains NaN or Inf")
+        if (out < 0).any():
+            j = int(indices[np.flatnonzero((out < 0).any(axis=(1, 2)))[0]])
+            raise InputError(self.path, self.patterns_dataset, f"pattern {j} has negative intensities")
+        if self.centred:
+            out = np.fft.ifftshift(out, axes=(-2, -1))
+        return out
+
+    def describe(self) -> str:
+        lines = [
+            f"file            {self.path}",
+            f"patterns        {self.count} x {self.n} x {self.n}  ({self.patterns_dataset})",
+            f"object          {self.object_shape[0]} x {self.object_shape[1]} pixels",
+            f"valid pixels    {int(self.mask.sum())} of {self.mask.size}",
+            f"initial probe   {'none (made from the mean pattern)' if self.probe is None else self.probe.shape}",
+        ]
+        if self.pixel_size:
+            lines += [
+                f"wavelength      {self.wavelength:.4e} m ({H_PLANCK_C / self.wavelength / 1.602176634e-19:.1f} eV)",
+                f"distance        {self.distance:.4g} m, detector pixel {self.detector_pixel:.3e} m",
+                f"object pixel    {self.pixel_size:.4e} m",
+            ]
+        step = _median_step(self.scan)
+        lines.append(f"scan            median step {step:.2f} px, spans {np.ptp(self.scan[:, 0]):.1f} x "
+                     f"{np.ptp(self.scan[:, 1]):.1f} px")
+        return "\n".join(lines)
+
+
+def _median_step(scan: np.ndarray) -> float:
+    if len(scan) < 2:
+        return 0.0
+    sample = scan[:: max(1, len(scan) // 2000)]
+    d = np.sqrt(((sample[:, None, :] - scan[None, :, :]) ** 2).sum(-1))
+    d[d == 0] = np.inf
+    return float(np.median(d.min(axis=1)))
+
+
+def place_scan(path, dataset: str, corners: np.ndarray, n: int, check_duplicates: bool = True):
+    """Shift window corners (POSI, 2) by whole pixels so the smallest sits at MARGIN; return (scan, shape).
+
+    Raises InputError for non-finite positions, spans no sane object could have, or duplicated positions.
+    """
+    corners = np.asarray(corners, dtype=np.float64)
+    if corners.ndim != 2 or corners.shape[1] != 2:
+        raise InputError(path, dataset, f"positions must be (POSI, 2), got shape {corners.shape}")
+    if len(corners) == 0:
+        raise InputError(path, dataset, "the scan is empty (no positions)")
+    if not np.isfinite(corners).all():
+        raise InputError(path, dataset, "positions contain NaN or Inf")
+    span = np.ptp(corners, axis=0)
+    if (span + n + 2 * MARGIN > MAX_OBJECT_SIDE).any():
+        raise InputError(path, dataset, f"positions span {span[0]:.3g} x {span[1]:.3g} object pixels, more than "
+                                        f"any sane object ({MAX_OBJECT_SIDE}); wrong units or pixel size?")
+    if check_duplicates and len(corners) > 1:
+        uniq = np.unique(np.round(corners, 3), axis=0)
+        if len(uniq) < len(corners):
+            raise InputError(path, dataset, f"{len(corners) - len(uniq)} duplicated scan position(s)")
+    scan = corners + (MARGIN - np.floor(corners.min(axis=0)))
+    shape = tuple(int(v) for v in np.ceil(scan.max(axis=0)).astype(int) + n + MARGIN)
+    return scan, shape
+
+
+def check_patterns_shape(path, dataset: str, shape, count_positions: int | None = None):
+    """Validate a (POSI, N, N) pattern stack's shape; return (count, N)."""
+    if len(shape) != 3:
+        raise InputError(path, dataset, f"patterns must be 3-D (POSI, N, N), got {len(shape)}-D shape {shape}")
+    count, ny, nx = shape
+    if count == 0 or ny == 0 or nx == 0:
+        raise InputError(path, dataset, f"zero-size dimension in shape {shape}")
+    if ny != nx:
+        raise InputError(path, dataset, f"patterns must be square, got {ny} x {nx}")
+    if count_positions is not None and count_positions != count:
+        raise InputError(path, dataset, f"{count} patterns but {count_positions} scan positions")
+    return count, ny
+
+
+def check_mask(path, dataset: str, mask, n: int) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.shape != (n, n):
+        raise InputError(path, dataset, f"mask shape {mask.shape} does not match the patterns' ({n}, {n})")
+    return mask
+
+
+def check_probe(path, dataset: str, probe, n: int) -> np.ndarray:
+    probe = np.asarray(probe)
+    if probe.shape[-2:] != (n, n):
+        raise InputError(path, dataset, f"probe is {probe.shape[-2]} x {probe.shape[-1]} but the patterns are "
+                                        f"{n} x {n}")
+    probe = probe.reshape((-1, n, n)).astype(np.complex64)
+    if not np.isfinite(probe).all():
+        raise InputError(path, dataset, "probe contains NaN or Inf")
+    return probe
+
+
+def load(path, flip_translation: bool = False) -> Dataset:
+    """Open any supported input: a CXI file, a tike npz (``.npz`` or ``.npz.bz2``) or a Ptychodus input folder.
+
+    ``flip_translation``: CXI translations are sample motions, so probe positions are their negatives (as in
+    cdtools); set True for files that store probe positions there instead.
+    """
+    from . import cxi, npz, ptychodus
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return ptychodus.load(path)
+    if not os.path.exists(path):
+        raise InputError(path, "-", "no such file or directory")
+    if os.path.getsize(path) == 0:
+        raise InputError(path, "-", "the file is empty")
+    if path.endswith((".npz", ".npz.bz2")):
+        return npz.load(path)
+    return cxi.load(path, flip_translation=flip_translation)

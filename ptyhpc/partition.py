@@ -1,0 +1,127 @@
+"""Spatial partition of the scan across ranks: recursive coordinate bisection (RCB) of probe centres.
+
+Each rank gets a spatially compact group of positions with balanced counts, a *core* (its cell of the RCB cut,
+a rectangle; the cores of all ranks tile the object exactly once) and a *tile*: the bounding box of its probe
+footprints joined with its core. The tile minus the core is the halo. Two ranks are neighbours when their tiles
+overlap; only neighbours exchange data. Positions stay in global object coordinates.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+Box = tuple  # (y0, y1, x0, x1), half-open, global object pixels
+
+
+def intersect(a: Box, b: Box) -> Box | None:
+    y0, y1, x0, x1 = max(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), min(a[3], b[3])
+    return (y0, y1, x0, x1) if y0 < y1 and x0 < x1 else None
+
+
+def box_size(b: Box) -> int:
+    return (b[1] - b[0]) * (b[3] - b[2])
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One rank's share of the object. Boxes are (y0, y1, x0, x1), half-open, in global object pixels."""
+
+    rank: int
+    core: Box
+    """The rectangle this rank owns and writes; the cores of all ranks partition the object."""
+    box: Box
+    """The rectangle this rank holds in memory (core plus halo)."""
+
+    @property
+    def origin(self) -> tuple[int, int]:
+        return self.box[0], self.box[2]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.box[1] - self.box[0], self.box[3] - self.box[2]
+
+    def local(self, b: Box) -> tuple[slice, slice]:
+        """Slices of this tile's array that hold the global box ``b`` (which must lie inside the tile)."""
+        y, x = self.origin
+        return slice(b[0] - y, b[1] - y), slice(b[2] - x, b[3] - x)
+
+
+@dataclass(frozen=True)
+class Partition:
+    shape: tuple[int, int]
+    """Global object shape (H, W)."""
+    tiles: tuple[Tile, ...]
+    owner: np.ndarray
+    """(POSI,) int: the rank that owns each scan position."""
+
+    @property
+    def size(self) -> int:
+        return len(self.tiles)
+
+    def indices(self, rank: int) -> np.ndarray:
+        """Sorted global indices of the positions owned by ``rank``."""
+        return np.flatnonzero(self.owner == rank)
+
+    def neighbours(self, rank: int) -> list[tuple[int, Box]]:
+        """[(other rank, overlap box)] for every other rank whose tile overlaps this one, by rank."""
+        me = self.tiles[rank].box
+        out = []
+        for t in self.tiles:
+            if t.rank != rank and (ov := intersect(me, t.box)) is not None:
+                out.append((t.rank, ov))
+        return out
+
+
+def footprints(scan: np.ndarray, n: int) -> np.ndarray:
+    """(POSI, 4) boxes of the object pixels each probe window touches."""
+    c = np.floor(scan).astype(np.int64)
+    return np.stack([c[:, 0], c[:, 0] + n, c[:, 1], c[:, 1] + n], axis=1)
+
+
+def partition(scan: np.ndarray, n: int, shape: tuple[int, int], size: int) -> Partition:
+    """Split ``scan`` (POSI, 2) into ``size`` spatially compact groups by recursive coordinate bisection.
+
+    At each level the rank count splits into floor(r/2) and the rest; positions are sorted along the longer
+    extent of their probe centres and cut where the counts match the rank ratio; the cut line (midway between
+    the two centres) splits the cell. Deterministic: every rank computes the same partition.
+    """
+    npos = len(scan)
+    if size < 1:
+        raise ValueError(f"partition size must be >= 1, not {size}")
+    if npos < size:
+        raise ValueError(f"{npos} scan positions cannot be split across {size} ranks (need at least one each)")
+    centres = scan + n / 2
+    owner = np.empty(npos, dtype=np.int64)
+    cores: dict[int, Box] = {}
+
+    def split(idx: np.ndarray, ranks: range, cell: list):
+        if len(ranks) == 1:
+            owner[idx] = ranks[0]
+            cores[ranks[0]] = tuple(int(v) for v in cell)
+            return
+        c = centres[idx]
+        axis = int(np.ptp(c[:, 1]) > np.ptp(c[:, 0]))  # 0: cut across rows, 1: across columns
+        order = np.lexsort((idx, c[:, axis]))
+        idx, c = idx[order], c[order]
+        left = len(ranks) // 2
+        k = int(round(len(idx) * left / len(ranks)))
+        k = min(max(k, left), len(idx) - (len(ranks) - left))
+        lo, hi = (cell[0], cell[1]) if axis == 0 else (cell[2], cell[3])
+        cut = int(np.clip(np.round((c[k - 1, axis] + c[k, axis]) / 2), lo + 1, hi - 1))
+        a, b = list(cell), list(cell)
+        a[2 * axis + 1] = cut
+        b[2 * axis] = cut
+        split(idx[:k], ranks[:left], a)
+        split(idx[k:], ranks[left:], b)
+
+    split(np.arange(npos), range(size), [0, shape[0], 0, shape[1]])
+    fp = footprints(scan, n)
+    tiles = []
+    for r in range(size):
+        f = fp[owner == r]
+        core = cores[r]
+        box = (min(f[:, 0].min(), core[0]), max(f[:, 1].max(), core[1]),
+               min(f[:, 2].min(), core[2]), max(f[:, 3].max(), core[3]))
+        tiles.append(Tile(rank=r, core=core, box=tuple(int(v) for v in box)))
+    return Partition(shape=tuple(shape), tiles=tuple(tiles), owner=owner)

@@ -1,0 +1,169 @@
+"""Far-field ptychography forward model and its adjoints: pure functions on arrays of ``xp`` (NumPy or CuPy).
+
+See the package docstring for the glossary (POSI, MODES, N, H, W) and the conventions (FFT norm, zero
+frequency at [0, 0], ``scan`` = top-left corner, rows first).
+"""
+from __future__ import annotations
+
+from .backend import array_module
+
+
+def fft2(x):
+    """Unitary 2-D FFT over the last two axes (``norm="ortho"``); zero frequency at [0, 0]."""
+    return array_module(x).fft.fft2(x, norm="ortho")
+
+
+def ifft2(x):
+    """Inverse of :func:`fft2`."""
+    return array_module(x).fft.ifft2(x, norm="ortho")
+
+
+# --- positions and sub-pixel shifts ----------------------------------------------------------------------------
+
+def split_scan(scan):
+    """Split positions into integer corners and bilinear weights.
+
+    Parameters
+    ----------
+    scan : (BATCH, 2) float, object pixels, rows first
+
+    Returns
+    -------
+    corner : (BATCH, 2) int, the integer part (floor)
+    weights : (BATCH, 4) float, bilinear weights for [P, P shifted down, P shifted right, P shifted both]
+    """
+    xp = array_module(scan)
+    corner = xp.floor(scan).astype(xp.int64)
+    dy, dx = (scan - corner).T
+    weights = xp.stack([(1 - dy) * (1 - dx), dy * (1 - dx), (1 - dy) * dx, dy * dx], axis=1)
+    return corner, weights
+
+
+def probe_stack(probe):
+    """The four integer shifts of the probe that bilinear interpolation mixes.
+
+    probe : (MODES, N, N) complex -> (4, MODES, N, N): P, P rolled +1 along rows, +1 along columns, both.
+    """
+    xp = array_module(probe)
+    down = xp.roll(probe, 1, axis=-2)
+    return xp.stack([probe, down, xp.roll(probe, 1, axis=-1), xp.roll(down, 1, axis=-1)])
+
+
+def shifted_probes(stack, weights):
+    """Probe of each position, shifted by its fractional offset: ``P_j(r) = P(r - d_j)`` (bilinear, periodic).
+
+    stack : (4, MODES, N, N) from :func:`probe_stack`; weights : (BATCH, 4) -> (BATCH, MODES, N, N).
+    One matrix product (BLAS), so it costs about as much as a copy.
+    """
+    w = weights.astype(stack.dtype)
+    return (w @ stack.reshape(4, -1)).reshape((len(weights),) + stack.shape[1:])
+
+
+def shifted_probes_adjoint(g, weights):
+    """Adjoint of :func:`shifted_probes` summed over positions: ``sum_j S_j^T g_j``.
+
+    g : (BATCH, MODES, N, N) real or complex; weights : (BATCH, 4) -> (MODES, N, N).
+    """
+    xp = array_module(g)
+    w = weights.astype(g.dtype)
+    s = (w.T @ g.reshape(len(g), -1)).reshape((4,) + g.shape[1:])
+    up = xp.roll(s[1] + xp.roll(s[3], -1, axis=-1), -1, axis=-2)
+    return s[0] + up + xp.roll(s[2], -1, axis=-1)
+
+
+def fourier_shift(a, shift):
+    """Exact (band-limited, periodic) shift of the last two axes: ``out(r) = a(r - shift)``.
+
+    a : (..., N, N) complex; shift : (2,) float pixels, rows first.
+    """
+    xp = array_module(a)
+    ny, nx = a.shape[-2:]
+    ky = xp.fft.fftfreq(ny)[:, None]
+    kx = xp.fft.fftfreq(nx)[None, :]
+    ramp = xp.exp(-2j * xp.pi * (ky * shift[0] + kx * shift[1])).astype(a.dtype)
+    return xp.fft.ifft2(xp.fft.fft2(a) * ramp)
+
+
+# --- object patches --------------------------------------------------------------------------------------------
+
+def extract(obj, corner, n):
+    """Object patches under each probe window.
+
+    obj : (H, W) complex; corner : (BATCH, 2) int (top-left, inside ``obj``) -> (BATCH, N, N), a copy.
+    """
+    xp = array_module(obj)
+    r = xp.arange(n)
+    rows = (corner[:, 0, None] + r)[:, :, None]
+    cols = (corner[:, 1, None] + r)[:, None, :]
+    return obj[rows, cols]
+
+
+def scatter_add(obj, corner, patches):
+    """Adjoint of :func:`extract`: add each patch into ``obj`` at its window, in place; overlaps add up.
+
+    obj : (..., H, W); corner : (BATCH, 2) int, host (NumPy) array; patches : (BATCH, ..., N, N).
+    """
+    n = patches.shape[-1]
+    for (y, x), p in zip(corner.tolist(), patches):
+        obj[..., y:y + n, x:x + n] += p
+
+
+# --- far field -------------------------------------------------------------------------------------------------
+
+def intensity(farfield):
+    """Detector intensity summed over incoherent modes: (BATCH, MODES, N, N) complex -> (BATCH, N, N) real."""
+    return (farfield.real ** 2 + farfield.imag ** 2).sum(axis=1)
+
+
+def modulus_ratio(predicted, measured, mask):
+    """Factor that replaces the far-field amplitude by the measured one on valid pixels (1 on masked ones).
+
+    predicted, measured : (BATCH, N, N) intensities; mask : (N, N) bool, True = valid -> (BATCH, N, N) real.
+    """
+    xp = array_module(predicted)
+    ratio = xp.sqrt(measured / xp.maximum(predicted, 1e-20))
+    return xp.where(mask, ratio, 1).astype(predicted.dtype)
+
+
+def cost(predicted, measured, mask, noise: str = "gaussian"):
+    """Data misfit summed over the batch (a 0-d array of ``xp``).
+
+    'gaussian': amplitude least squares  sum |sqrt(I) - sqrt(d)|^2;
+    'poisson':  deviance  sum I - d - d log(I / d)  (zero for a perfect fit, >= 0).
+    Only valid pixels (mask True) count.
+    """
+    xp = array_module(predicted)
+    if noise == "gaussian":
+        r = (xp.sqrt(predicted) - xp.sqrt(measured)) ** 2
+    elif noise == "poisson":
+        p = xp.maximum(predicted, 1e-9)
+        d = measured
+        r = p - d - xp.where(d > 0, d * xp.log(xp.maximum(d, 1e-30) / p), 0)
+    else:
+        raise ValueError(f"noise model must be 'gaussian' or 'poisson', not {noise!r}")
+    return (r * mask).sum()
+
+
+# --- probe constraints -----------------------------------------------------------------------------------------
+
+def orthogonalize_modes(probe):
+    """Orthogonalise incoherent probe modes and sort them by power, strongest first.
+
+    Diagonalises the MODES x MODES Gram matrix: the returned modes span the same space and describe the same
+    mutual intensity sum_k P_k P_k^*, so the modelled intensities do not change.
+    probe : (MODES, N, N) -> (MODES, N, N).
+    """
+    xp = array_module(probe)
+    k = probe.shape[0]
+    if k == 1:
+        return probe
+    flat = probe.reshape(k, -1)
+    gram = flat.conj() @ flat.T
+    _, vectors = xp.linalg.eigh(gram)  # ascending eigenvalues
+    vectors = vectors[:, ::-1]
+    return (vectors.T @ flat).reshape(probe.shape).astype(probe.dtype)
+
+
+def probe_power(probe):
+    """Total power sum_k ||P_k||^2 (a float)."""
+    return float((probe.real ** 2 + probe.imag ** 2).sum())

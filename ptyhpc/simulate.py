@@ -1,0 +1,202 @@
+"""Synthetic far-field ptychography data with ground truth.
+
+Object: amplitude from matplotlib's bundled Grace Hopper photograph scaled to [0.5, 1], phase from its bundled
+Jacksboro fault elevation map scaled to [-1, 1] rad. Probe: a circular aperture (zone-plate focus) in the far
+field, defocused so its geometric spot is ``probe_diameter`` pixels across, with slight astigmatism and coma.
+Scan: a Fermat spiral (or jittered raster) of sub-pixel positions. Patterns: |FFT2(P(r - d_j) O(r + n_j))|^2
+with the exact Fourier shift of the probe, Poisson noise at ``photons`` per pattern, optional bad pixels.
+Written as CXI (patterns centred, sample translation = -probe position, as cdtools reads it) plus a ground-truth
+product file ``OUT_truth.h5`` beside it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+
+from . import physics
+from .io.dataset import H_PLANCK_C
+from .io.product import write_product
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Settings of a simulated dataset (defaults: the reference set of ../shared/peers.md)."""
+
+    object_size: int = 512
+    """Side of the square object, pixels."""
+    probe_size: int = 128
+    """Side of the probe window and of the patterns, N."""
+    positions: int = 700
+    """Number of scan positions."""
+    probe_diameter: float = 44.0
+    """Geometric diameter of the defocused probe, pixels."""
+    aperture_radius: float = 16.0
+    """Radius of the illuminated far-field disc (the optics' numerical aperture), detector pixels."""
+    step: float = 0.0
+    """Mean step between positions, pixels (0: fill the object, as the positions count allows)."""
+    scan: str = "spiral"
+    """'spiral' (Fermat) or 'raster' (jittered raster)."""
+    photons: float = 1e6
+    """Mean photon count per pattern (Poisson noise); 0 disables noise."""
+    bad_pixels: int = 0
+    """Dead detector pixels (masked in the file, zero in the data)."""
+    energy_ev: float = 10000.0
+    distance_m: float = 2.0
+    detector_pixel_m: float = 75e-6
+    seed: int = 0
+
+
+def _resize(img, shape):
+    """Bilinear resampling of a 2-D image to ``shape`` (no dependency beyond NumPy)."""
+    ys = np.linspace(0, img.shape[0] - 1, shape[0])
+    xs = np.linspace(0, img.shape[1] - 1, shape[1])
+    rows = np.array([np.interp(xs, np.arange(img.shape[1]), r) for r in img])
+    return np.array([np.interp(ys, np.arange(img.shape[0]), c) for c in rows.T]).T
+
+
+def _scale(img, lo, hi):
+    img = img - img.min()
+    return lo + (hi - lo) * img / max(img.max(), 1e-30)
+
+
+def make_object(size: int) -> np.ndarray:
+    """(size, size) complex64: amplitude in [0.5, 1], phase in [-1, 1] rad, from two bundled test images."""
+    import matplotlib.image as mpimg
+    from matplotlib import cbook
+
+    hopper = mpimg.imread(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).mean(axis=2)
+    hopper = hopper[44:556]  # square 512 x 512
+    with np.load(cbook.get_sample_data("jacksboro_fault_dem.npz", asfileobj=False)) as z:
+        relief = z["elevation"][:, :344]
+    amplitude = _scale(_resize(hopper.astype(np.float64), (size, size)), 0.5, 1.0)
+    phase = _scale(_resize(relief.astype(np.float64), (size, size)), -1.0, 1.0)
+    return (amplitude * np.exp(1j * phase)).astype(np.complex64)
+
+
+def make_probe(n: int, diameter: float, radius: float, photons: float, defocus_scale: float = 1.0,
+               aberrations: bool = True) -> np.ndarray:
+    """(1, N, N) complex64 probe, centred in its window, with sum |P|^2 = photons (or 1).
+
+    Far field: a disc of ``radius`` pixels; defocus phase phi(q) = phi_e (q / radius)^2 with phi_e chosen so the
+    geometric spot is ``diameter`` pixels across (diameter = 2 N phi_e / (pi radius)), times ``defocus_scale``;
+    aberrations: 0.6 rad astigmatism and 0.4 rad coma at the aperture edge.
+    """
+    q = np.fft.fftfreq(n) * n
+    qy, qx = np.meshgrid(q, q, indexing="ij")
+    rho = np.hypot(qy, qx) / radius
+    theta = np.arctan2(qy, qx)
+    aperture = (rho <= 1).astype(np.float64)
+    phi_edge = np.pi * radius * diameter / (2 * n) * defocus_scale
+    phase = phi_edge * rho ** 2
+    if aberrations:
+        phase = phase + 0.6 * rho ** 2 * np.cos(2 * theta) + 0.4 * (3 * rho ** 3 - 2 * rho) * np.cos(theta)
+    probe = np.fft.fftshift(np.fft.ifft2(aperture * np.exp(1j * phase)))
+    probe *= np.sqrt((photons or 1.0) / physics.probe_power(probe))
+    return probe[None].astype(np.complex64)
+
+
+def make_scan(cfg: SimConfig, rng) -> np.ndarray:
+    """(POSI, 2) float64 window corners (rows first) inside the object, sub-pixel."""
+    n, size = cfg.probe_size, cfg.object_size
+    lo, hi = 2.0, size - n - 2.0
+    centre = (lo + hi) / 2
+    radius = (hi - lo) / 2
+    if cfg.scan == "spiral":
+        k = np.arange(cfg.positions)
+        c = cfg.step / np.sqrt(np.pi) if cfg.step else radius / np.sqrt(cfg.positions)
+        r = c * np.sqrt(k + 0.5)
+        golden = np.pi * (3 - np.sqrt(5))
+        pos = np.stack([r * np.sin(k * golden), r * np.cos(k * golden)], axis=1) + centre
+    elif cfg.scan == "raster":
+        side = int(np.ceil(np.sqrt(cfg.positions)))
+        step = cfg.step or (hi - lo) / max(side - 1, 1)
+        g = (np.arange(side) - (side - 1) / 2) * step
+        yy, xx = np.meshgrid(g, g, indexing="ij")
+        pos = np.stack([yy.ravel(), xx.ravel()], axis=1)[: cfg.positions] + centre
+        pos += rng.uniform(-0.1, 0.1, pos.shape) * step
+    else:
+        raise ValueError(f"scan must be 'spiral' or 'raster', not {cfg.scan!r}")
+    if pos.min() < lo or pos.max() > hi:
+        raise ValueError(f"{cfg.positions} positions at step {cfg.step} do not fit a {size}-pixel object with a "
+                         f"{n}-pixel probe; lower --positions or --step, or raise --object-size")
+    return pos
+
+
+def simulate(cfg: SimConfig):
+    """Return (patterns (POSI, N, N) float32 with zero frequency at [0, 0], scan, object, probe, mask)."""
+    rng = np.random.default_rng(cfg.seed)
+    n = cfg.probe_size
+    obj = make_object(cfg.object_size)
+    probe = make_probe(n, cfg.probe_diameter, cfg.aperture_radius, cfg.photons)
+    scan = make_scan(cfg, rng)
+    patterns = np.empty((len(scan), n, n), dtype=np.float32)
+    probe_ft = np.fft.fft2(probe[0].astype(np.complex128))
+    ky = np.fft.fftfreq(n)[:, None]
+    kx = np.fft.fftfreq(n)[None, :]
+    for j, s in enumerate(scan):
+        c = np.floor(s).astype(int)
+        d = s - c
+        shifted = np.fft.ifft2(probe_ft * np.exp(-2j * np.pi * (ky * d[0] + kx * d[1])))
+        psi = shifted * obj[c[0]:c[0] + n, c[1]:c[1] + n]
+        patterns[j] = np.abs(np.fft.fft2(psi, norm="ortho")) ** 2
+    if cfg.photons:
+        patterns = rng.poisson(patterns).astype(np.float32)
+    mask = np.ones((n, n), dtype=bool)
+    if cfg.bad_pixels:
+        bad = rng.choice(n * n, cfg.bad_pixels, replace=False)
+        mask.ravel()[bad] = False
+        patterns[:, ~mask] = 0
+    return patterns, scan, obj, probe, mask
+
+
+def truth_path(out) -> str:
+    root, _ = os.path.splitext(os.fspath(out))
+    return f"{root}_truth.h5"
+
+
+def write_cxi(out, cfg: SimConfig, patterns, scan, mask) -> None:
+    """CXI with centred patterns, sample translations (m) = -(probe centre - object centre), geometry, mask."""
+    n = cfg.probe_size
+    wavelength = H_PLANCK_C / (cfg.energy_ev * 1.602176634e-19)
+    pixel = wavelength * cfg.distance_m / (n * cfg.detector_pixel_m)
+    centres = (scan + n / 2 - cfg.object_size / 2) * pixel  # (row, col) metres
+    translation = np.zeros((len(scan), 3))
+    translation[:, 0] = -centres[:, 1]
+    translation[:, 1] = -centres[:, 0]
+    tmp = f"{out}.partial"
+    with h5py.File(tmp, "w") as f:
+        f.attrs["cxi_version"] = 160
+        det = f.create_group("entry_1/instrument_1/detector_1")
+        det.create_dataset("data", data=np.fft.fftshift(patterns, axes=(-2, -1)), chunks=(1, n, n))
+        det["distance"] = cfg.distance_m
+        det["x_pixel_size"] = cfg.detector_pixel_m
+        det["y_pixel_size"] = cfg.detector_pixel_m
+        det.create_dataset("mask", data=np.fft.fftshift(~mask).astype(np.uint8))
+        src = f.create_group("entry_1/instrument_1/source_1")
+        src["energy"] = cfg.energy_ev * 1.602176634e-19
+        f["entry_1/sample_1/geometry_1/translation"] = translation
+        f.create_group("entry_1/data_1")
+        f["entry_1/data_1/data"] = h5py.SoftLink("/entry_1/instrument_1/detector_1/data")
+    os.replace(tmp, out)
+
+
+def write(out, cfg: SimConfig) -> str:
+    """Simulate and write ``out`` (CXI) and its ground truth; returns the truth's path."""
+    patterns, scan, obj, probe, mask = simulate(cfg)
+    write_cxi(out, cfg, patterns, scan, mask)
+    wavelength = H_PLANCK_C / (cfg.energy_ev * 1.602176634e-19)
+    pixel = wavelength * cfg.distance_m / (cfg.probe_size * cfg.detector_pixel_m)
+    truth = truth_path(out)
+    write_product(truth, shape=obj.shape, core_box=(0, obj.shape[0], 0, obj.shape[1]), core=obj, probe=probe,
+                  scan=scan, n=cfg.probe_size, pixel_size=pixel, wavelength=wavelength, distance=cfg.distance_m,
+                  extra={"kind": "ground truth", "photons": cfg.photons, "seed": cfg.seed})
+    return truth
+
+
+def initial_probe_guess(cfg: SimConfig, defocus_scale: float = 1.25) -> np.ndarray:
+    """The probe a user would start from: the same aperture with 25 % more defocus and no aberrations."""
+    return make_probe(cfg.probe_size, cfg.probe_diameter, cfg.aperture_radius, cfg.photons,
+                      defocus_scale=defocus_scale, aberrations=False)

@@ -1,0 +1,62 @@
+"""What one rank holds during a reconstruction: its object tile, the probe, its own patterns and positions."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import physics
+from .backend import array_module
+from .partition import Tile
+
+
+@dataclass
+class LocalState:
+    """One rank's share of the problem. Arrays live on the rank's device (``xp``) unless noted.
+
+    obj : (H, W) complex, the object on this rank's tile (core + halo)
+    probe : (MODES, N, N) complex, the full probe (every rank holds all of it)
+    patterns : (POSI, N, N) real, measured intensities of this rank's positions, zero frequency at [0, 0]
+    mask : (N, N) bool, True where a detector pixel is valid
+    corner : (POSI, 2) int, host NumPy: integer top-left corner of each window in *tile* coordinates
+    weights : (POSI, 4) real, bilinear weights of each position's fractional offset (see physics.split_scan)
+    indices : (POSI,) int, host NumPy: global index of each position (sorted)
+    tile : this rank's Tile
+    """
+
+    obj: object
+    probe: object
+    patterns: object
+    mask: object
+    corner: np.ndarray
+    weights: object
+    indices: np.ndarray
+    tile: Tile
+
+    @property
+    def xp(self):
+        return array_module(self.probe)
+
+    @property
+    def n(self) -> int:
+        return self.probe.shape[-1]
+
+    @classmethod
+    def create(cls, xp, dtype, tile: Tile, scan: np.ndarray, indices: np.ndarray, patterns, mask, probe, obj):
+        """Build the state from host arrays. ``scan`` : (POSI, 2) global positions of *this rank's* patterns;
+        ``obj`` : (H, W) this rank's tile of the initial object (host or device)."""
+        real = np.finfo(np.dtype(dtype)).dtype
+        local = np.asarray(scan, dtype=np.float64) - np.asarray(tile.origin, dtype=np.float64)
+        corner, weights = physics.split_scan(local)
+        if len(corner) and (corner.min() < 0 or (corner + probe.shape[-1] > np.asarray(tile.shape)).any()):
+            raise ValueError("a probe window falls outside this rank's tile (partition bug)")
+        return cls(
+            obj=xp.asarray(obj, dtype=dtype),
+            probe=xp.asarray(probe, dtype=dtype),
+            patterns=xp.asarray(patterns, dtype=real),
+            mask=xp.asarray(mask, dtype=bool),
+            corner=corner,
+            weights=xp.asarray(weights, dtype=real),
+            indices=np.asarray(indices),
+            tile=tile,
+        )
