@@ -21,3 +21,25 @@ Conventions
   full resolution). The simulator uses an exact Fourier shift instead.
 """
 __version__ = "0.1.0"
+
+
+def _limit_threads() -> None:
+    """Under mpiexec with several ranks on a node, give each rank cores / ranks BLAS and OpenMP threads (unless
+    the user set OMP_NUM_THREADS): otherwise every rank's BLAS starts one thread per core and they fight.
+    Runs at import, before NumPy loads its BLAS."""
+    import os
+
+    env = os.environ
+    local = next((env[k] for k in ("MPI_LOCALNRANKS", "PMI_LOCAL_SIZE", "PALS_LOCAL_SIZE",
+                                   "OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE") if env.get(k)), None)
+    if local is None or "OMP_NUM_THREADS" in env:
+        return
+    try:
+        per_rank = max(1, len(os.sched_getaffinity(0)) // max(1, int(local)))
+    except (ValueError, AttributeError):
+        return
+    for key in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(key, str(per_rank))
+
+
+_limit_threads()

@@ -172,6 +172,7 @@ class Reconstruction:
             "seconds_per_epoch": self.history.seconds,
             "halo_bytes_per_epoch": self.comm.allreduce(np.asarray(self.history.halo_bytes, dtype=np.float64)
                                                         ).tolist() if self.history.halo_bytes else [],
+            "neighbours": [len(self.partition.neighbours(r)) for r in range(self.partition.size)],
             "config": self.cfg.to_dict(),
         }
         info.update(extra or {})

@@ -3,7 +3,7 @@
 Object: amplitude from matplotlib's bundled Grace Hopper photograph scaled to [0.5, 1], phase from its bundled
 Jacksboro fault elevation map scaled to [-1, 1] rad. Probe: a circular aperture (zone-plate focus) in the far
 field, defocused so its geometric spot is ``probe_diameter`` pixels across, with slight astigmatism and coma.
-Scan: a Fermat spiral (or jittered raster) of sub-pixel positions. Patterns: |FFT2(P(r - d_j) O(r + n_j))|^2
+Scan: a Fermat spiral clipped to a square (or a jittered raster) of sub-pixel positions. Patterns: |FFT2(P(r - d_j) O(r + n_j))|^2
 with the exact Fourier shift of the probe, Poisson noise at ``photons`` per pattern, optional bad pixels.
 Written as CXI (patterns centred, sample translation = -probe position, as cdtools reads it) plus a ground-truth
 product file ``OUT_truth.h5`` beside it.
@@ -103,13 +103,19 @@ def make_scan(cfg: SimConfig, rng) -> np.ndarray:
     n, size = cfg.probe_size, cfg.object_size
     lo, hi = 2.0, size - n - 2.0
     centre = (lo + hi) / 2
-    radius = (hi - lo) / 2
     if cfg.scan == "spiral":
-        k = np.arange(cfg.positions)
-        c = cfg.step / np.sqrt(np.pi) if cfg.step else radius / np.sqrt(cfg.positions)
+        # A Fermat spiral clipped to the square the windows may occupy, so the scan covers a rectangle (as a
+        # beamline scan does) at uniform density: one position per pi c^2 of area.
+        c = cfg.step / np.sqrt(np.pi) if cfg.step else (hi - lo) / np.sqrt(np.pi * cfg.positions)
+        k = np.arange(4 * cfg.positions)
         r = c * np.sqrt(k + 0.5)
         golden = np.pi * (3 - np.sqrt(5))
         pos = np.stack([r * np.sin(k * golden), r * np.cos(k * golden)], axis=1) + centre
+        inside = ((pos >= lo) & (pos <= hi)).all(axis=1)
+        pos = pos[inside][: cfg.positions]
+        if len(pos) < cfg.positions:
+            raise ValueError(f"{cfg.positions} positions at step {cfg.step} do not fit a {size}-pixel object with "
+                             f"a {n}-pixel probe; lower --positions or --step, or raise --object-size")
     elif cfg.scan == "raster":
         side = int(np.ceil(np.sqrt(cfg.positions)))
         step = cfg.step or (hi - lo) / max(side - 1, 1)

@@ -73,12 +73,15 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
             measured = state.patterns[state.xp.asarray(b)]
             total += float(physics.cost(predicted, measured, state.mask, cfg.noise))
             chi = exit_wave_update(farfield, predicted, measured, state.mask)
-            o_num, o_den = object_sums(state.obj.shape, corner, probes, chi, state.xp)
+            # the object changes only inside the batch's bounding box: work there
+            (y0, x0), (y1, x1) = corner.min(axis=0), corner.max(axis=0) + state.n
+            box = (slice(y0, y1), slice(x0, x1))
+            o_num, o_den = object_sums((y1 - y0, x1 - x0), corner - (y0, x0), probes, chi, state.xp)
             if update_probe:
                 p_num, p_den = probe_sums(weights, patches, chi)
                 state.probe = probe_update(state.probe, p_num, p_den, cfg.beta)
-            state.obj = clip_amplitude(object_update(state.obj, o_num, o_den, cfg.alpha), cfg.object_clip)
-            astate.illumination += o_den
+            state.obj[box] = clip_amplitude(object_update(state.obj[box], o_num, o_den, cfg.alpha), cfg.object_clip)
+            astate.illumination[box] += o_den
             astate.count += len(b)
         if cfg.sync_every and i % cfg.sync_every == 0 and i < len(batches):
             reconcile(state, astate, comm)

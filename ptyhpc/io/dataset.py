@@ -177,3 +177,19 @@ def load(path, flip_translation: bool = False) -> Dataset:
     if path.endswith((".npz", ".npz.bz2")):
         return npz.load(path)
     return cxi.load(path, flip_translation=flip_translation)
+
+
+def from_arrays(patterns, scan, mask=None, probe=None, pixel_size=None, name: str = "<arrays>") -> Dataset:
+    """A Dataset over in-memory arrays: ``patterns`` (POSI, N, N) with the zero frequency at [0, 0], ``scan``
+    (POSI, 2) window corners in pixels (any origin; placed like a file's)."""
+    patterns = np.asarray(patterns)
+    count, n = check_patterns_shape(name, "patterns", patterns.shape, len(scan))
+    placed, shape = place_scan(name, "scan", scan, n)
+
+    def reader(indices, comm=None):
+        return patterns[indices].astype(np.float32)
+
+    return Dataset(path=name, patterns_dataset="patterns", count=count, n=n, scan=placed, object_shape=shape,
+                   mask=np.ones((n, n), bool) if mask is None else np.asarray(mask, bool), probe=probe,
+                   pixel_size=pixel_size, wavelength=None, distance=None, detector_pixel=None, reader=reader,
+                   centred=False)

@@ -1,0 +1,234 @@
+"""Command line: ``ptyhpc simulate | reconstruct | compare | info | submit | scaling``.
+
+``cli`` only wires the modules together. Under ``mpiexec -n R`` the same ``reconstruct`` command runs on R ranks;
+an error on any rank prints one line naming the rank and aborts every rank (no rank is left waiting).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+import numpy as np
+
+from .backend import DeviceError
+from .config import ReconConfig
+from .io.dataset import InputError
+
+log = logging.getLogger("ptyhpc")
+
+
+def _simulate(args) -> int:
+    from .simulate import SimConfig, write
+
+    cfg = SimConfig(object_size=args.object_size, probe_size=args.probe_size, positions=args.positions,
+                    probe_diameter=args.probe_diameter, aperture_radius=args.aperture_radius, step=args.step,
+                    scan=args.scan, photons=args.photons, bad_pixels=args.bad_pixels, seed=args.seed)
+    truth = write(args.out, cfg)
+    print(f"wrote {args.out} ({cfg.positions} patterns of {cfg.probe_size}x{cfg.probe_size}) and {truth}")
+    if args.initial_probe:
+        from .simulate import initial_probe_guess
+
+        np.save(args.initial_probe, initial_probe_guess(cfg))
+        print(f"wrote {args.initial_probe} (starting probe: 25 % more defocus, no aberrations)")
+    return 0
+
+
+def _load_probe(path):
+    if path.endswith(".npy"):
+        try:
+            return np.load(path)
+        except (OSError, ValueError) as e:
+            raise InputError(path, "-", f"not a readable .npy file ({e})") from None
+    from .io.product import read_product
+
+    return read_product(path)["probe"]
+
+
+def _config(args) -> ReconConfig:
+    cfg = ReconConfig.from_toml(args.config) if args.config else ReconConfig()
+    cfg = cfg.replace(algorithm=args.algorithm, epochs=args.epochs, probe_modes=args.probe_modes,
+                      device=args.device, batch_size=args.batch_size, batching=args.batching, noise=args.noise,
+                      precision=args.precision, seed=args.seed, checkpoint_every=args.checkpoint_every)
+    for item in args.set or []:
+        key, _, value = item.partition("=")
+        field = ReconConfig.__dataclass_fields__.get(key)
+        if field is None or not _:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY one of {sorted(ReconConfig.__dataclass_fields__)}")
+        kind = type(getattr(ReconConfig(), key))
+        cfg = cfg.replace(**{key: (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)})
+    return cfg
+
+
+def _reconstruct(args) -> int:
+    from .comm import world
+    from .engine import Reconstruction, stderr_progress
+    from .io import load
+
+    comm = world()
+    rank = comm.Get_rank() if comm is not None else 0
+    cfg = _config(args)
+    dataset = load(args.input, flip_translation=args.flip_translation)
+    probe = _load_probe(args.probe) if args.probe else None
+    if probe is not None:
+        from .io.dataset import check_probe
+
+        probe = check_probe(args.probe, "probe", probe, dataset.n)
+    logging.basicConfig(level=logging.INFO if (args.verbose and rank == 0) else logging.WARNING,
+                        format="%(message)s", stream=sys.stderr)
+    rec = Reconstruction(dataset, cfg, comm, probe=probe, log=log.info)
+    if rank == 0:
+        print(f"ptyhpc: {cfg.algorithm} on {rec.comm.size} rank(s), {cfg.device}, {dataset.count} patterns "
+              f"{dataset.n}x{dataset.n}, object {dataset.object_shape[0]}x{dataset.object_shape[1]}",
+              file=sys.stderr)
+    rec.iterate(cfg.epochs, progress=stderr_progress(cfg.epochs) if rank == 0 and not args.quiet else None)
+    rec.write(args.output)
+    if rank == 0:
+        if not args.no_preview:
+            from .io.product import read_product
+            from .preview import save_preview
+
+            r = read_product(args.output)
+            png = os.path.splitext(args.output)[0] + ".png"
+            save_preview(png, r["object"], r["probe"], r["losses"], title=f"{cfg.algorithm}, {cfg.epochs} epochs")
+            print(f"wrote {args.output} and {png}")
+        else:
+            print(f"wrote {args.output}")
+        h = rec.history
+        if h.seconds:
+            print(f"median {np.median(h.seconds):.4f} s/epoch, final cost {h.costs[-1]:.6e}", file=sys.stderr)
+    return 0
+
+
+def _compare(args) -> int:
+    from .compare import compare_files
+
+    errors = compare_files(args.result, args.truth)
+    if args.json:
+        print(json.dumps(errors))
+    else:
+        print(f"object NRMSE            {errors['object_nrmse']:.4f}  (global complex factor removed)")
+        print(f"object NRMSE, ramp too  {errors['object_nrmse_ramp']:.4f}  (and a linear phase ramp)")
+        print(f"probe NRMSE             {errors['probe_nrmse']:.4f}  (first mode, global complex factor)")
+        print(f"scanned region          rows {errors['region'][0]}:{errors['region'][1]}, "
+              f"columns {errors['region'][2]}:{errors['region'][3]} of the truth")
+    return 0
+
+
+def _info(args) -> int:
+    import h5py
+
+    path = args.file
+    if os.path.isfile(path) and h5py.is_hdf5(path):
+        with h5py.File(path, "r") as f:
+            if "object" in f and "probe" in f:
+                from .io.product import read_product
+
+                r = read_product(path)
+                print(f"product file    {path}")
+                print(f"object          {r['object'].shape[0]} x {r['object'].shape[1]}, pixel {r['pixel_size']:.4e} m")
+                print(f"probe           {r['probe'].shape[0]} mode(s) of {r['probe'].shape[1]} x {r['probe'].shape[2]}")
+                print(f"positions       {len(r['scan'])}")
+                if r["losses"]:
+                    print(f"epochs          {len(r['losses'])}, final cost {r['losses'][-1][1]:.6e}")
+                return 0
+    from .io import load
+
+    print(load(path).describe())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ptyhpc", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("simulate", help="write a simulated dataset (CXI) and its ground truth (OUT_truth.h5)")
+    s.add_argument("out")
+    s.add_argument("--object-size", type=int, default=512)
+    s.add_argument("--probe-size", type=int, default=128)
+    s.add_argument("--positions", type=int, default=700)
+    s.add_argument("--probe-diameter", type=float, default=44.0, help="geometric spot diameter, pixels")
+    s.add_argument("--aperture-radius", type=float, default=16.0, help="far-field disc radius, detector pixels")
+    s.add_argument("--step", type=float, default=0.0, help="mean step, pixels (0: fill the object)")
+    s.add_argument("--scan", choices=("spiral", "raster"), default="spiral")
+    s.add_argument("--photons", type=float, default=1e6, help="photons per pattern (0: no noise)")
+    s.add_argument("--bad-pixels", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--initial-probe", metavar="NPY", help="also write the usual starting probe guess here")
+    s.set_defaults(run=_simulate)
+
+    r = sub.add_parser("reconstruct", help="reconstruct object and probe (runs unchanged under mpiexec -n R)")
+    r.add_argument("input", help="CXI file, tike npz (.npz/.npz.bz2) or Ptychodus input folder")
+    r.add_argument("-o", "--output", required=True, help="product file to write (HDF5)")
+    r.add_argument("--algorithm", choices=("rpie", "dm", "lsqml"))
+    r.add_argument("--epochs", type=int)
+    r.add_argument("--probe-modes", type=int)
+    r.add_argument("--probe", help="initial probe: .npy (MODES, N, N) or a product file")
+    r.add_argument("--config", help="TOML file with a [reconstruct] table")
+    r.add_argument("--device", choices=("cpu", "gpu", "auto"))
+    r.add_argument("--batch-size", type=int)
+    r.add_argument("--batching", choices=("random", "compact"))
+    r.add_argument("--noise", choices=("gaussian", "poisson"))
+    r.add_argument("--precision", choices=("complex64", "complex128"))
+    r.add_argument("--seed", type=int)
+    r.add_argument("--checkpoint-every", type=int)
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other setting (repeatable)")
+    r.add_argument("--flip-translation", action="store_true",
+                   help="CXI translations are probe positions, not sample motions")
+    r.add_argument("--no-preview", action="store_true", help="do not write the PNG preview")
+    r.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    r.add_argument("-v", "--verbose", action="store_true")
+    r.set_defaults(run=_reconstruct)
+
+    c = sub.add_parser("compare", help="object and probe NRMSE of a result against ground truth")
+    c.add_argument("result")
+    c.add_argument("truth")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(run=_compare)
+
+    i = sub.add_parser("info", help="describe a supported file (input or product)")
+    i.add_argument("file")
+    i.set_defaults(run=_info)
+
+    try:
+        from .launch.cli import add_commands
+    except ImportError:
+        pass
+    else:
+        add_commands(sub)
+    return p
+
+
+def _fail(message: str) -> int:
+    """Print one line (with the rank when there are several) and end every rank."""
+    comm = None
+    if "mpi4py.MPI" in sys.modules:
+        comm = sys.modules["mpi4py.MPI"].COMM_WORLD
+    size = comm.Get_size() if comm is not None else 1
+    prefix = f"ptyhpc: error (rank {comm.Get_rank()} of {size})" if size > 1 else "ptyhpc: error"
+    sys.stderr.write(f"{prefix}: {message}\n")
+    sys.stderr.flush()
+    if size > 1:
+        comm.Abort(2)
+    return 2
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (InputError, DeviceError, ValueError, FileNotFoundError) as e:
+        return _fail(str(e))
+    except KeyboardInterrupt:
+        return _fail("interrupted")
+    except Exception as e:  # a bug: keep the traceback, but still end every rank
+        import traceback
+
+        traceback.print_exc()
+        return _fail(f"{type(e).__name__}: {e}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Shared fixtures. Small simulated sets are built in memory, identically on every MPI rank."""
+from __future__ import annotations
+
+import functools
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Put the MPI rank in each test id under mpiexec, so every rank's report is tellable apart."""
+    size = int(os.environ.get("PMI_SIZE", "1"))
+    if size > 1:
+        rank = os.environ.get("PMI_RANK", "?")
+        for item in items:
+            item._nodeid = f"{item.nodeid}[rank{rank}]"
+
+
+@functools.lru_cache(maxsize=None)
+def small_set(positions: int = 150, object_size: int = 192, photons: float = 1e6, seed: int = 0,
+              scan: str = "spiral"):
+    """(SimConfig, patterns, scan, object, probe, mask) of a small set that reconstructs in seconds:
+    192^2 object, 64^2 probe (22 px spot), 150 positions."""
+    from ptyhpc.simulate import SimConfig, simulate
+
+    cfg = SimConfig(object_size=object_size, probe_size=64, positions=positions, probe_diameter=22,
+                    aperture_radius=8, photons=photons, seed=seed, scan=scan)
+    return (cfg,) + simulate(cfg)
+
+
+def small_dataset(**kw):
+    """A Dataset over small_set(**kw) plus the truth dict and the starting probe guess."""
+    from ptyhpc.io.dataset import from_arrays
+    from ptyhpc.simulate import initial_probe_guess
+
+    cfg, patterns, scan, obj, probe, mask = small_set(**kw)
+    d = from_arrays(patterns, scan, mask=mask)
+    truth = {"object": obj, "probe": probe, "scan": scan}
+    return d, truth, initial_probe_guess(cfg)
+
+
+@pytest.fixture
+def shared_data():
+    if not SHARED.is_dir():
+        pytest.skip("../shared/data is absent (a user's machine): real-data tests skipped")
+    return SHARED

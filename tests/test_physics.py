@@ -1,0 +1,86 @@
+"""Forward model and adjoints: dot tests, shift accuracy, Parseval, mode orthogonalisation."""
+import numpy as np
+import pytest
+
+from ptyhpc import physics
+from ptyhpc.simulate import make_probe
+
+rng = np.random.default_rng(7)
+
+
+def crandn(*shape):
+    return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+
+
+def test_shift_adjoint_dot_test():
+    probe = crandn(2, 32, 32)
+    _, w = physics.split_scan(rng.uniform(0, 20, (9, 2)))
+    g = crandn(9, 2, 32, 32)
+    lhs = np.vdot(physics.shifted_probes(physics.probe_stack(probe), w), g)
+    rhs = np.vdot(probe, physics.shifted_probes_adjoint(g, w))
+    assert abs(lhs - rhs) / abs(lhs) < 1e-5
+
+
+def test_extract_scatter_adjoint_dot_test():
+    obj = crandn(60, 70)
+    corner = rng.integers(0, 30, (12, 2))
+    patches = crandn(12, 32, 32)
+    acc = np.zeros_like(obj)
+    physics.scatter_add(acc, corner, patches)
+    assert abs(np.vdot(physics.extract(obj, corner, 32), patches) - np.vdot(obj, acc)) / np.abs(acc).sum() < 1e-5
+
+
+def test_integer_positions_leave_probe_unshifted():
+    probe = crandn(1, 16, 16)
+    _, w = physics.split_scan(np.array([[3.0, 5.0]]))
+    assert np.array_equal(physics.shifted_probes(physics.probe_stack(probe), w)[0], probe)
+
+
+def test_bilinear_shift_of_band_limited_probe_matches_fourier_shift():
+    probe = make_probe(128, 44, 16, photons=1.0)
+    for d in ([0.5, 0.5], [0.25, 0.8]):
+        _, w = physics.split_scan(np.array([d]))
+        bilinear = physics.shifted_probes(physics.probe_stack(probe), w)[0]
+        exact = physics.fourier_shift(probe, np.array(d))
+        assert np.linalg.norm(bilinear - exact) / np.linalg.norm(exact) < 0.02
+
+
+def test_fft_is_unitary_with_zero_frequency_at_origin():
+    x = crandn(3, 64, 64)
+    assert np.isclose(np.sum(abs(physics.fft2(x)) ** 2), np.sum(abs(x) ** 2), rtol=1e-5)
+    assert np.isclose(physics.fft2(np.ones((8, 8), np.complex64))[0, 0], 8.0)
+    assert np.allclose(physics.ifft2(physics.fft2(x)), x, atol=1e-5)
+
+
+def test_orthogonalize_keeps_intensity_and_sorts_modes():
+    probe = crandn(3, 24, 24)
+    ortho = physics.orthogonalize_modes(probe)
+    gram = np.einsum("kij,lij->kl", ortho.conj(), ortho)
+    assert np.abs(gram - np.diag(np.diag(gram))).max() < 1e-3 * abs(gram).max()
+    power = np.diag(gram).real
+    assert np.all(np.diff(power) <= 0)
+    assert np.allclose((abs(probe) ** 2).sum(0), (abs(ortho) ** 2).sum(0), rtol=1e-4)
+
+
+@pytest.mark.parametrize("noise", ["gaussian", "poisson"])
+def test_cost_is_zero_for_a_perfect_fit_and_ignores_masked_pixels(noise):
+    measured = rng.poisson(50, (2, 16, 16)).astype(np.float32)
+    mask = np.ones((16, 16), bool)
+    assert float(physics.cost(measured, measured, mask, noise)) == pytest.approx(0, abs=1e-3)
+    wrong = measured.copy()
+    wrong[:, 3, 4] += 1000
+    assert float(physics.cost(wrong, measured, mask, noise)) > 1
+    mask[3, 4] = False
+    assert float(physics.cost(wrong, measured, mask, noise)) == pytest.approx(0, abs=1e-3)
+
+
+def test_modulus_ratio_imposes_measured_amplitude_on_valid_pixels_only():
+    farfield = crandn(2, 1, 16, 16)
+    predicted = physics.intensity(farfield)
+    measured = rng.uniform(1, 5, (2, 16, 16)).astype(np.float32)
+    mask = np.ones((16, 16), bool)
+    mask[0, 0] = False
+    fixed = farfield * physics.modulus_ratio(predicted, measured, mask)[:, None]
+    got = physics.intensity(fixed)
+    assert np.allclose(got[:, mask], measured[:, mask], rtol=1e-4)
+    assert np.allclose(got[:, 0, 0], predicted[:, 0, 0])
