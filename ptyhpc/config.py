@@ -21,7 +21,7 @@ class ReconConfig:
     epochs: int = 50
     """Passes over all scan positions."""
     batch_size: int = 0
-    """Positions processed together; 0 picks the algorithm's default (rPIE 16, LSQML 64, DM 64 for memory only)."""
+    """Positions processed together; 0 picks the algorithm's default (rPIE 16, LSQML 32, DM 64 for memory only)."""
     batching: str = "random"
     """'random' (a new random split every epoch) or 'compact' (spatially compact groups, fixed)."""
     probe_modes: int = 1
@@ -79,7 +79,7 @@ class ReconConfig:
     @property
     def batch(self) -> int:
         """The batch size in force (the algorithm's default when ``batch_size`` is 0)."""
-        return self.batch_size or {"rpie": 16, "lsqml": 64, "dm": 64}[self.algorithm]
+        return self.batch_size or {"rpie": 16, "lsqml": 32, "dm": 64}[self.algorithm]
 
     def replace(self, **changes) -> "ReconConfig":
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

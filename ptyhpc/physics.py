@@ -128,7 +128,7 @@ def cost(predicted, measured, mask, noise: str = "gaussian"):
     """Data misfit summed over the batch (a 0-d array of ``xp``).
 
     'gaussian': amplitude least squares  sum |sqrt(I) - sqrt(d)|^2;
-    'poisson':  deviance  sum I - d - d log(I / d)  (zero for a perfect fit, >= 0).
+    'poisson':  deviance  sum I - d + d log(d / I)  (zero for a perfect fit, >= 0).
     Only valid pixels (mask True) count.
     """
     xp = array_module(predicted)
@@ -137,7 +137,7 @@ def cost(predicted, measured, mask, noise: str = "gaussian"):
     elif noise == "poisson":
         p = xp.maximum(predicted, 1e-9)
         d = measured
-        r = p - d - xp.where(d > 0, d * xp.log(xp.maximum(d, 1e-30) / p), 0)
+        r = p - d + xp.where(d > 0, d * xp.log(xp.maximum(d, 1e-30) / p), 0)
     else:
         raise ValueError(f"noise model must be 'gaussian' or 'poisson', not {noise!r}")
     return (r * mask).sum()

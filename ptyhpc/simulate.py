@@ -106,13 +106,19 @@ def make_scan(cfg: SimConfig, rng) -> np.ndarray:
     if cfg.scan == "spiral":
         # A Fermat spiral clipped to the square the windows may occupy, so the scan covers a rectangle (as a
         # beamline scan does) at uniform density: one position per pi c^2 of area.
+        def spiral(c):
+            k = np.arange(8 * cfg.positions)
+            r = c * np.sqrt(k + 0.5)
+            golden = np.pi * (3 - np.sqrt(5))
+            p = np.stack([r * np.sin(k * golden), r * np.cos(k * golden)], axis=1) + centre
+            return p[((p >= lo) & (p <= hi)).all(axis=1)]
+
         c = cfg.step / np.sqrt(np.pi) if cfg.step else (hi - lo) / np.sqrt(np.pi * cfg.positions)
-        k = np.arange(4 * cfg.positions)
-        r = c * np.sqrt(k + 0.5)
-        golden = np.pi * (3 - np.sqrt(5))
-        pos = np.stack([r * np.sin(k * golden), r * np.cos(k * golden)], axis=1) + centre
-        inside = ((pos >= lo) & (pos <= hi)).all(axis=1)
-        pos = pos[inside][: cfg.positions]
+        pos = spiral(c)
+        while not cfg.step and len(pos) < cfg.positions:  # tighten until exactly enough fall inside
+            c *= 0.995
+            pos = spiral(c)
+        pos = pos[: cfg.positions]
         if len(pos) < cfg.positions:
             raise ValueError(f"{cfg.positions} positions at step {cfg.step} do not fit a {size}-pixel object with "
                              f"a {n}-pixel probe; lower --positions or --step, or raise --object-size")

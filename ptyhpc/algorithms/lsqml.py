@@ -25,6 +25,9 @@ BATCHES = "global"
 DELTA = 1e-2
 """delta_O and delta_P of Eq. 25, relative to the global maximum of each denominator."""
 NEWTON_STEPS = 3
+POISSON_FLOOR = 0.5
+"""Photons: in the Poisson step, predicted intensities below half a photon are raised to it, so that dark pixels
+far outside the beam, where one stray count makes 1 - d / I enormous, do not stall the step (data in counts)."""
 
 
 @dataclass
@@ -44,7 +47,7 @@ def farfield_step(farfield, predicted, measured, mask, noise):
         factor = physics.modulus_ratio(predicted, measured, mask) - 1
     else:
         # Poisson: Psi' = Psi (1 - a w), w = 1 - d / I; a minimises sum I (1-aw)^2 - d log(I (1-aw)^2)
-        i = xp.maximum(predicted, 1e-9)
+        i = xp.maximum(predicted, POISSON_FLOOR)
         w = xp.where(mask, 1 - measured / i, 0)
         a = xp.zeros((len(i), 1, 1), dtype=i.dtype)
         for _ in range(NEWTON_STEPS):
