@@ -44,8 +44,10 @@ class ReconConfig:
     """If > 0, clip the object amplitude to at most this value after every update (e.g. 1.0: no gain)."""
     probe_power: bool = False
     """Hold the probe's total power at the mean measured intensity per pattern after every epoch."""
-    sync_every: int = 0
-    """rPIE on several ranks: reconcile overlapping tiles every k batches (0: once per epoch)."""
+    sync_every: int = 1
+    """rPIE on several ranks: reconcile overlapping tiles every k batches (0: once per epoch). Measured on the
+    small test set (30 epochs, NRMSE vs one rank's 0.0316): k=1 gives 0.0317 on 2 ranks and 0.0324 on 4;
+    k=2 gives 0.0323 and 0.0351; once per epoch 0.0359 and 0.0565."""
     device: str = "cpu"
     """'cpu', 'gpu' or 'auto'."""
     precision: str = "complex64"

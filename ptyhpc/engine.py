@@ -79,7 +79,7 @@ class Reconstruction:
         if probe is None:
             mean = self.comm.allreduce(patterns.sum(axis=0, dtype=np.float64)) / dataset.count
             probe = probe_from_data(np.asarray(mean))
-        probe = add_modes(np.asarray(probe, dtype=np.complex64), cfg.probe_modes)
+        probe = add_modes(np.array(probe, dtype=np.complex64), cfg.probe_modes)  # a copy: never scale the caller's
         probe *= np.sqrt(mean_power / physics.probe_power(probe))
         self.mean_power = mean_power
         if obj is None:
@@ -105,7 +105,9 @@ class Reconstruction:
         if kind == "local":
             return [np.arange(i, min(i + cfg.batch, nlocal)) for i in range(0, nlocal, cfg.batch)]
         if kind == "aligned":
-            count = int(self.comm.allreduce(float(-(-nlocal // cfg.batch)), op="max"))
+            # as many batches as one rank would run over all positions: every region of the object then gets as
+            # many sequential updates per epoch as on one rank, whatever the rank count
+            count = -(-self.dataset.count // cfg.batch)
             rng = np.random.default_rng([cfg.seed, epoch, self.comm.rank])
             return _split(np.arange(nlocal), st.corner + st.tile.origin, count, cfg.batching, rng, self.dataset.n)
         # global: the same batches on every rank, each rank keeps its members

@@ -114,13 +114,21 @@ def intensity(farfield):
     return (farfield.real ** 2 + farfield.imag ** 2).sum(axis=1)
 
 
+RATIO_FLOOR = float(__import__("os").environ.get("PTYHPC_RATIO_FLOOR", "1e-3"))
+"""Predicted intensities below this fraction of the pattern's mean measured intensity are raised to it in the
+modulus projection. Where the model's far field is essentially zero (outside the optics' aperture) the phase of
+Psi is float-rounding noise; without a floor a stray photon there multiplies that noise by up to 1e5, which
+makes the result depend on rounding (batch composition, rank count). The floor depends on the pattern only."""
+
+
 def modulus_ratio(predicted, measured, mask):
     """Factor that replaces the far-field amplitude by the measured one on valid pixels (1 on masked ones).
 
     predicted, measured : (BATCH, N, N) intensities; mask : (N, N) bool, True = valid -> (BATCH, N, N) real.
     """
     xp = array_module(predicted)
-    ratio = xp.sqrt(measured / xp.maximum(predicted, 1e-20))
+    floor = RATIO_FLOOR * measured.mean(axis=(1, 2), keepdims=True) + 1e-30
+    ratio = xp.sqrt(measured / xp.maximum(predicted, floor))
     return xp.where(mask, ratio, 1).astype(predicted.dtype)
 
 

@@ -51,8 +51,8 @@ class LocalState:
         if len(corner) and (corner.min() < 0 or (corner + probe.shape[-1] > np.asarray(tile.shape)).any()):
             raise ValueError("a probe window falls outside this rank's tile (partition bug)")
         return cls(
-            obj=xp.asarray(obj, dtype=dtype),
-            probe=xp.asarray(probe, dtype=dtype),
+            obj=xp.array(obj, dtype=dtype),  # copies: the algorithms update these in place
+            probe=xp.array(probe, dtype=dtype),
             patterns=xp.asarray(patterns, dtype=real),
             mask=xp.asarray(mask, dtype=bool),
             corner=corner,

@@ -5,7 +5,8 @@ Every module offers ``init(state, cfg) -> algorithm state`` and ``iterate(state,
 ``comm.accumulate`` (object-sized, neighbours only) or ``comm.allreduce`` (probe-sized and scalars), so the same
 code gives the single-rank answer on one rank and on many. ``BATCHES`` says how batches are formed:
 'global' (the same batches on every rank, synchronised per batch), 'local' (each rank its own, no collective
-inside the batch loop) or 'aligned' (local, but every rank runs the same number of batches).
+inside the batch loop) or 'aligned' (each rank splits its own positions into as many batches as one rank would
+use for all positions, so every rank runs the same number of batches).
 """
 from . import dm, lsqml, rpie
 

@@ -20,24 +20,33 @@ def batch_model(state, stack, b):
     return corner, weights, probes, patches, farfield, physics.intensity(farfield)
 
 
-def object_sums(shape, corner, probes, chi, xp):
-    """Object numerator and denominator of this batch on the tile: (2, H, W) real view pair.
+def object_sums(shape, corner, probes, chi, xp, wide: bool = False):
+    """Object numerator and denominator of this batch on an (H, W) region.
 
     numerator  sum_j sum_k conj(P_jk) chi_jk   (complex, placed at each window)
     denominator sum_j sum_k |P_jk|^2           (real)
+
+    ``wide``: accumulate in double precision. A sum over positions split across ranks or batches then rounds to
+    the same single-precision value as the one-rank sum, which DM and LSQML need (DM amplifies rounding
+    differences ~1000x in ten iterations).
     """
-    num = xp.zeros(shape, dtype=chi.dtype)
-    den = xp.zeros(shape, dtype=chi.real.dtype)
+    cdtype = xp.complex128 if wide else chi.dtype
+    num = xp.zeros(shape, dtype=cdtype)
+    den = xp.zeros(shape, dtype=num.real.dtype)
     physics.scatter_add(num, corner, (probes.conj() * chi).sum(axis=1))
     physics.scatter_add(den, corner, (probes.real ** 2 + probes.imag ** 2).sum(axis=1))
     return num, den
 
 
-def probe_sums(weights, patches, chi):
-    """Probe numerator sum_j S_j^T(conj(O_j) chi_j) (MODES, N, N) and denominator sum_j S_j^T |O_j|^2 (1, N, N)."""
-    num = physics.shifted_probes_adjoint(patches.conj()[:, None] * chi, weights)
-    den = physics.shifted_probes_adjoint((patches.real ** 2 + patches.imag ** 2)[:, None], weights)
-    return num, den
+def probe_sums(weights, patches, chi, wide: bool = False):
+    """Probe numerator sum_j S_j^T(conj(O_j) chi_j) (MODES, N, N) and denominator sum_j S_j^T |O_j|^2 (1, N, N);
+    ``wide`` as in :func:`object_sums`."""
+    g = patches.conj()[:, None] * chi
+    o2 = (patches.real ** 2 + patches.imag ** 2)[:, None]
+    if wide:
+        xp = array_module(g)
+        g, o2, weights = g.astype(xp.complex128), o2.astype(xp.float64), weights.astype(xp.float64)
+    return physics.shifted_probes_adjoint(g, weights), physics.shifted_probes_adjoint(o2, weights)
 
 
 def clip_amplitude(obj, limit: float):

@@ -8,8 +8,8 @@ Each rank keeps the exit waves psi_j of its own positions only. One iteration:
    the object sums are completed over neighbouring tiles (``accumulate``), the probe sums over all ranks;
 2. psi_j <- psi_j + P_F(2 P_j O_j - psi_j) - P_j O_j, with P_F the far-field modulus projection.
 
-Because every quantity is a sum over positions followed by a division, R ranks give the one-rank answer up to
-the order of float additions.
+Because every quantity is a sum over positions (accumulated in double precision) followed by a division, R ranks
+give the one-rank answer up to float rounding.
 """
 from __future__ import annotations
 
@@ -48,12 +48,12 @@ def _chunks(count, size):
 def overlap_object(state, astate, comm, stack, chunks):
     """O = sum P^* psi / sum |P|^2 on the tile; pixels no position illuminates keep their value."""
     xp = state.xp
-    num = xp.zeros(state.obj.shape, dtype=state.obj.dtype)
-    den = xp.zeros(state.obj.shape, dtype=state.patterns.dtype)
+    num = xp.zeros(state.obj.shape, dtype=xp.complex128)
+    den = xp.zeros(state.obj.shape, dtype=xp.float64)
     for b in chunks:
         corner = state.corner[b]
         probes = physics.shifted_probes(stack, state.weights[xp.asarray(b)])
-        n, d = object_sums(state.obj.shape, corner, probes, astate.psi[xp.asarray(b)], xp)
+        n, d = object_sums(state.obj.shape, corner, probes, astate.psi[xp.asarray(b)], xp, wide=True)
         num += n
         den += d
     summed = comm.accumulate(xp.stack([num.real, num.imag, den]))
@@ -66,17 +66,17 @@ def overlap_object(state, astate, comm, stack, chunks):
 def overlap_probe(state, astate, comm, chunks):
     """P = sum S^T(O^* psi) / sum S^T |O|^2 over all positions of all ranks."""
     xp = state.xp
-    num = xp.zeros_like(state.probe)
-    den = xp.zeros((1,) + state.probe.shape[1:], dtype=state.patterns.dtype)
+    num = xp.zeros(state.probe.shape, dtype=xp.complex128)
+    den = xp.zeros((1,) + state.probe.shape[1:], dtype=xp.float64)
     for b in chunks:
         bx = xp.asarray(b)
         patches = physics.extract(state.obj, xp.asarray(state.corner[b]), state.n)
-        n, d = probe_sums(state.weights[bx], patches, astate.psi[bx])
+        n, d = probe_sums(state.weights[bx], patches, astate.psi[bx], wide=True)
         num += n
         den += d
     num = comm.allreduce(num)
     den = comm.allreduce(den)
-    return num / (den + EPS * float(den.max()))
+    return (num / (den + EPS * float(den.max()))).astype(state.probe.dtype)
 
 
 def exit_wave_update(state, astate, stack, b, cfg):

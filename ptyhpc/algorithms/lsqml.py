@@ -10,8 +10,8 @@ For a batch of positions j (the same batches on every rank; each rank takes its 
    a 2x2 least-squares system per position, regularised by half its batch mean;
 4. O += beta * mean_j a_Oj * dO,  P += beta * mean_j a_Pj * dP  (Eq. 27 with the batch-mean step).
 
-Object sums are completed with the neighbouring tiles, probe sums and step means over all ranks, so R ranks
-give the one-rank answer up to the order of float additions.
+Object sums are completed with the neighbouring tiles, probe sums and step means over all ranks, all accumulated
+in double precision, so R ranks give the one-rank answer up to float rounding.
 """
 from __future__ import annotations
 
@@ -63,11 +63,11 @@ def farfield_step(farfield, predicted, measured, mask, noise):
 def directions(state, comm, corner, weights, probes, patches, chi):
     """Eq. 24-25: object direction on the tile (H, W) and probe direction (MODES, N, N)."""
     xp = state.xp
-    o_num, o_den = object_sums(state.obj.shape, corner, probes, chi, xp)
+    o_num, o_den = object_sums(state.obj.shape, corner, probes, chi, xp, wide=True)
     summed = comm.accumulate(xp.stack([o_num.real, o_num.imag, o_den]))
     o_den = summed[2]
     d_obj = (summed[0] + 1j * summed[1]) / (o_den + DELTA * comm.allreduce(float(o_den.max()), op="max") + 1e-30)
-    p_num, p_den = probe_sums(weights, patches, chi)
+    p_num, p_den = probe_sums(weights, patches, chi, wide=True)
     p_num = comm.allreduce(p_num)
     p_den = comm.allreduce(p_den)
     d_probe = p_num / (p_den + DELTA * float(p_den.max()) + 1e-30)
@@ -81,14 +81,14 @@ def step_sizes(comm, chi, d_op, d_po, count):
     """
     xp = array_module(chi)
     ax = (1, 2, 3)
-    a11 = (abs(d_op) ** 2).sum(axis=ax)
-    b1 = (d_op.conj() * chi).real.sum(axis=ax)
+    a11 = (abs(d_op) ** 2).sum(axis=ax, dtype=xp.float64)
+    b1 = (d_op.conj() * chi).real.sum(axis=ax, dtype=xp.float64)
     if d_po is None:
         mean = comm.allreduce(a11.sum()) / count
         total = comm.allreduce((b1 / (a11 + 0.5 * mean)).sum()) / count
         return float(total), 0.0
-    a22 = (abs(d_po) ** 2).sum(axis=ax)
-    a12 = (d_op.conj() * d_po).real.sum(axis=ax)
+    a22 = (abs(d_po) ** 2).sum(axis=ax, dtype=xp.float64)
+    a12 = (d_op.conj() * d_po).real.sum(axis=ax, dtype=xp.float64)
     b2 = (d_po.conj() * chi).real.sum(axis=ax)
     means = comm.allreduce(xp.stack([a11.sum(), a22.sum()])) / count
     a11 = a11 + 0.5 * means[0]
