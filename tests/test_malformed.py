@@ -57,7 +57,7 @@ CASES = {
     "empty-file": (lambda p: open(p, "w").close(), "-", "empty"),
     "not-hdf5": (lambda p: open(p, "w").write("hello, not HDF5\n" * 10), "-", "not a readable HDF5"),
     "truncated": (_truncate, "-", "not a readable HDF5"),
-    "missing-data": (lambda p: (_rewrite(p, L, None), _rewrite(p, "entry_1/data_1/data", None)), "entry_1/data_1/data",
+    "missing-data": (lambda p: (_rewrite(p, L, None), _rewrite(p, D, None)), L,
                      "missing"),
     "missing-translation": (lambda p: _rewrite(p, T, None), T, "missing"),
     "count-mismatch": (_edit(T, lambda t: t[:-3]), L, "30 patterns but 27 scan positions"),
