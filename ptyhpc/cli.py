@@ -211,6 +211,9 @@ def _fail(message: str) -> int:
     sys.stderr.write(f"{prefix}: {message}\n")
     sys.stderr.flush()
     if size > 1:
+        import time
+
+        time.sleep(0.5)  # let mpiexec forward the line: MPI_Abort can kill the forwarding proxy before it does
         comm.Abort(2)
     return 2
 
