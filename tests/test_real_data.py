@@ -46,15 +46,10 @@ def test_siemens_star_reconstructs(shared_data):
     # reconstruction has no dominant period; the data README estimates "~36 spokes" by eye)
     assert len({k for k, _ in found}) == 1 and 26 <= found[0][0] <= 40, found
     assert all(share > 0.4 for _, share in found), found
-    power = (abs(rec.state.probe) ** 2).sum(axis=0)
-    n = d.n
-    yy, xx = np.mgrid[:n, :n]
+    power = (abs(np.asarray(rec.state.probe)) ** 2).sum(axis=0)
+    yy, xx = np.mgrid[: d.n, : d.n]
     cy, cx = (power * yy).sum() / power.sum(), (power * xx).sum() / power.sum()
-    r = np.hypot(yy - cy, xx - cx)
-    ring = power[(r > 4) & (r < 16)].mean() / power[r < 2].mean()
-    assert ring > 1  # annular focus: brighter on a ring than at its centre
-
-
-def test_siemens_star_info(shared_data):
-    r = subprocess.run([sys.executable, "-m", "ptyhpc", "info", shared_data / STAR], capture_output=True, text=True)
-    assert r.returncode == 0 and "516 x 128 x 128" in r.stdout
+    r = np.hypot(yy - cy, xx - cx).astype(int)
+    profile = np.bincount(r.ravel(), power.ravel()) / np.bincount(r.ravel())
+    # annular focus: the radial profile peaks on a ring (measured at 22 px, 2.7x the centre), not at the centre
+    assert 10 <= np.argmax(profile) <= 40 and profile.max() > 2 * profile[0]
