@@ -53,3 +53,8 @@ def test_siemens_star_reconstructs(shared_data):
     profile = np.bincount(r.ravel(), power.ravel()) / np.bincount(r.ravel())
     # annular focus: the radial profile peaks on a ring (measured at 22 px, 2.7x the centre), not at the centre
     assert 10 <= np.argmax(profile) <= 40 and profile.max() > 2 * profile[0]
+
+
+def test_siemens_star_info(shared_data):
+    r = subprocess.run([sys.executable, "-m", "ptyhpc", "info", shared_data / STAR], capture_output=True, text=True)
+    assert r.returncode == 0 and "516 x 128 x 128" in r.stdout
