@@ -164,6 +164,9 @@ class Reconstruction:
             out[y0:y1, x0:x1] = c
         return out
 
+    def _allgather(self, value) -> list:
+        return self.mpi.allgather(value) if self.mpi is not None else [value]
+
     def write(self, path, extra=None) -> None:
         """Write the Ptychodus product file (collective: every rank calls it)."""
         from .io.product import write_product
@@ -175,6 +178,7 @@ class Reconstruction:
             "halo_bytes_per_epoch": self.comm.allreduce(np.asarray(self.history.halo_bytes, dtype=np.float64)
                                                         ).tolist() if self.history.halo_bytes else [],
             "neighbours": [len(self.partition.neighbours(r)) for r in range(self.partition.size)],
+            "peak_rss_bytes": self._allgather(peak_rss()),
             "config": self.cfg.to_dict(),
         }
         info.update(extra or {})
@@ -182,6 +186,20 @@ class Reconstruction:
                       probe=asnumpy(self.state.probe), scan=d.scan, n=d.n, pixel_size=d.pixel_size,
                       wavelength=d.wavelength, distance=d.distance,
                       losses=list(zip(self.history.epochs, self.history.costs)), comm=self.mpi, extra=info)
+
+
+def peak_rss() -> int:
+    """This process's peak resident memory in bytes, as the OS counts it (VmHWM of /proc/self/status)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _split(ids, scan, count, mode, rng, n):
