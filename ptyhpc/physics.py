@@ -109,9 +109,14 @@ def scatter_add(obj, corner, patches):
 
 # --- far field -------------------------------------------------------------------------------------------------
 
+def sum_modes(x):
+    """Sum over the MODES axis (axis 1); a view, not a copy, when there is one mode."""
+    return x[:, 0] if x.shape[1] == 1 else x.sum(axis=1)
+
+
 def intensity(farfield):
     """Detector intensity summed over incoherent modes: (BATCH, MODES, N, N) complex -> (BATCH, N, N) real."""
-    return (farfield.real ** 2 + farfield.imag ** 2).sum(axis=1)
+    return sum_modes(farfield.real ** 2 + farfield.imag ** 2)
 
 
 RATIO_FLOOR = float(__import__("os").environ.get("PTYHPC_RATIO_FLOOR", "1e-3"))
@@ -130,6 +135,18 @@ def modulus_ratio(predicted, measured, mask):
     floor = RATIO_FLOOR * measured.mean(axis=(1, 2), keepdims=True) + 1e-30
     ratio = xp.sqrt(measured / xp.maximum(predicted, floor))
     return xp.where(mask, ratio, 1).astype(predicted.dtype)
+
+
+def fit_amplitude(predicted, measured, mask):
+    """Gaussian misfit and modulus ratio at once (they share the square roots): returns
+    (sum of mask |sqrt(I) - sqrt(d)|^2, the ratio of :func:`modulus_ratio`)."""
+    xp = array_module(predicted)
+    a = xp.sqrt(predicted)
+    s = xp.sqrt(measured)
+    misfit = (((a - s) ** 2) * mask).sum()
+    floor = xp.sqrt(RATIO_FLOOR * measured.mean(axis=(1, 2), keepdims=True) + 1e-30)
+    ratio = xp.where(mask, s / xp.maximum(a, floor), 1).astype(predicted.dtype)
+    return misfit, ratio
 
 
 def cost(predicted, measured, mask, noise: str = "gaussian"):

@@ -92,3 +92,13 @@ def test_modulus_ratio_imposes_measured_amplitude_on_valid_pixels_only():
     # below the floor the amplitude is not blown up to the measured one
     assert got[0, 5, 5] < 1e-6 * measured[0, 5, 5]
     assert not lit[0, 5, 5]
+
+
+def test_fit_amplitude_equals_cost_and_ratio():
+    farfield = crandn(3, 2, 16, 16)
+    predicted = physics.intensity(farfield)
+    measured = rng.poisson(3, (3, 16, 16)).astype(np.float32)
+    mask = rng.uniform(size=(16, 16)) > 0.1
+    misfit, ratio = physics.fit_amplitude(predicted, measured, mask)
+    assert float(misfit) == pytest.approx(float(physics.cost(predicted, measured, mask, "gaussian")), rel=1e-5)
+    assert np.allclose(ratio, physics.modulus_ratio(predicted, measured, mask), rtol=1e-5)

@@ -33,8 +33,8 @@ def object_sums(shape, corner, probes, chi, xp, wide: bool = False):
     cdtype = xp.complex128 if wide else chi.dtype
     num = xp.zeros(shape, dtype=cdtype)
     den = xp.zeros(shape, dtype=num.real.dtype)
-    physics.scatter_add(num, corner, (probes.conj() * chi).sum(axis=1))
-    physics.scatter_add(den, corner, (probes.real ** 2 + probes.imag ** 2).sum(axis=1))
+    physics.scatter_add(num, corner, physics.sum_modes(probes.conj() * chi))
+    physics.scatter_add(den, corner, physics.sum_modes(probes.real ** 2 + probes.imag ** 2))
     return num, den
 
 

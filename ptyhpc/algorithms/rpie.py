@@ -32,10 +32,10 @@ def init(state, cfg) -> RPIEState:
     return RPIEState(illumination=state.xp.zeros(state.obj.shape, dtype=state.patterns.dtype))
 
 
-def exit_wave_update(farfield, predicted, measured, mask):
-    """psi' - psi = F^-1[(sqrt(d / I) - 1) Psi] on valid pixels: (BATCH, MODES, N, N)."""
-    ratio = physics.modulus_ratio(predicted, measured, mask)
-    return physics.ifft2(farfield * (ratio - 1)[:, None])
+def exit_wave_update(farfield, ratio):
+    """psi' - psi = F^-1[(sqrt(d / I) - 1) Psi] on valid pixels: (BATCH, MODES, N, N). Overwrites ``farfield``."""
+    farfield *= (ratio - 1)[:, None]
+    return physics.ifft2(farfield)
 
 
 def object_update(obj, num, den, alpha):
@@ -71,8 +71,13 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
             stack = physics.probe_stack(state.probe)
             corner, weights, probes, patches, farfield, predicted = batch_model(state, stack, b)
             measured = state.patterns[state.xp.asarray(b)]
-            total += float(physics.cost(predicted, measured, state.mask, cfg.noise))
-            chi = exit_wave_update(farfield, predicted, measured, state.mask)
+            if cfg.noise == "gaussian":
+                misfit, ratio = physics.fit_amplitude(predicted, measured, state.mask)
+            else:
+                misfit = physics.cost(predicted, measured, state.mask, cfg.noise)
+                ratio = physics.modulus_ratio(predicted, measured, state.mask)
+            total += float(misfit)
+            chi = exit_wave_update(farfield, ratio)
             # the object changes only inside the batch's bounding box: work there
             (y0, x0), (y1, x1) = corner.min(axis=0), corner.max(axis=0) + state.n
             box = (slice(y0, y1), slice(x0, x1))
