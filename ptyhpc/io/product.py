@@ -32,6 +32,10 @@ def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=Non
     """
     size = comm.Get_size() if comm is not None else 1
     rank = comm.Get_rank() if comm is not None else 0
+    if size > 1:
+        # HDF5's rule in parallel: metadata (attributes, dataset shapes) must be identical on all ranks, and
+        # per-rank facts such as timings are not: every rank writes rank 0's.
+        extra, losses, probe = comm.bcast((extra, list(losses), np.asarray(probe)), root=0)
     tmp = f"{path}.partial"
     px = pixel_size or 1.0
     centres = (np.asarray(scan) + n / 2 - np.asarray(shape) / 2) * px

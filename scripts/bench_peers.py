@@ -1,0 +1,119 @@
+"""ptyhpc against Pty-chi (PyTorch, CPU) and PtyLab (NumPy) on the same simulated data.
+
+Same file (the default simulated set: 512^2 object, 128^2 probe, 700 positions, 1e6 photons), same algorithm
+family, same epochs, same starting guesses (flat object; the probe with 25 % more defocus and no aberrations,
+scaled to the mean measured intensity), each peer in its own virtual environment (scripts/setup_peers.sh),
+runs interleaved (ptyhpc, Pty-chi, PtyLab, ptyhpc, ... for ``--repeats`` rounds), each scored by the same
+function (ptyhpc.compare.object_errors: crop to the rectangle spanned by the scan centres, remove one global
+complex factor, and separately also a linear phase ramp). Prints seconds per epoch (median over epochs 2..E,
+then over rounds), the ratios to the fastest peer, and each NRMSE. Writes benchmarks/peers.json.
+
+Families: rPIE = ptyhpc rPIE (batch 16), Pty-chi rPIE (batch 32, as in ../shared/peers.md), PtyLab mPIE;
+LSQML = ptyhpc LSQML (batch 32), Pty-chi LSQML (batch 64, Gaussian). ptyhpc runs on 1 rank and on 2 ranks
+(both cores, like the peers' 2 threads).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import ROOT, product_attrs, ptyhpc, save  # noqa: E402
+
+from ptyhpc.compare import object_errors  # noqa: E402
+from ptyhpc.io import load  # noqa: E402
+from ptyhpc.io.product import read_product  # noqa: E402
+
+PEERS = os.path.join(ROOT, ".peers")
+THREADS = 2
+
+
+def run_ptyhpc(tmp, data, probe, algorithm, epochs, ranks):
+    out = os.path.join(tmp, f"ptyhpc_{algorithm}_{ranks}.h5")
+    ptyhpc("reconstruct", data, "-o", out, "--algorithm", algorithm, "--epochs", epochs, "--probe", probe,
+           "--no-preview", "--quiet", ranks=ranks)
+    r = read_product(out)
+    return r["object"], r["scan"], product_attrs(out)["seconds_per_epoch"]
+
+
+def run_peer(tmp, name, problem, algorithm, batch):
+    z = dict(np.load(problem))
+    z.update(algorithm=algorithm, batch=batch)
+    prob = os.path.join(tmp, f"{name}_{algorithm}.npz")
+    np.savez(prob, **z)
+    res = os.path.join(tmp, f"{name}_{algorithm}_result.npz")
+    driver = os.path.join(ROOT, "scripts", "peers", f"{name}_driver.py")
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS=str(THREADS))
+    cmd = [os.path.join(PEERS, name, "bin", "python"), driver, prob, res] + ([tmp] if name == "ptylab" else [])
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
+    if r.returncode != 0:
+        raise RuntimeError(f"{name} failed:\n{r.stderr[-3000:]}")
+    out = np.load(res)
+    corners = out["corners"] if "corners" in out.files else z["corners"]
+    return out["object"], corners, out["seconds"].tolist()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--families", nargs="+", default=["rpie", "lsqml"])
+    args = p.parse_args()
+    for name in ("ptychi", "ptylab"):
+        if not os.path.exists(os.path.join(PEERS, name, "bin", "python")):
+            sys.exit(f"{PEERS}/{name} is missing: run scripts/setup_peers.sh first")
+    runs = {"rpie": [("ptyhpc", "rpie", 1), ("ptychi", "rpie", 32), ("ptyhpc", "rpie", 2), ("ptylab", "mpie", 0)],
+            "lsqml": [("ptyhpc", "lsqml", 1), ("ptychi", "lsqml", 64), ("ptyhpc", "lsqml", 2)]}
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        data, probe = os.path.join(tmp, "sim.cxi"), os.path.join(tmp, "p0.npy")
+        ptyhpc("simulate", data, "--initial-probe", probe)
+        d = load(data)
+        truth = read_product(os.path.join(tmp, "sim_truth.h5"))
+        patterns = d.read_patterns(np.arange(d.count))
+        p0 = np.load(probe)
+        p0 = p0 * np.sqrt(patterns.sum(dtype=np.float64) / d.count / (abs(p0) ** 2).sum())
+        problem = os.path.join(tmp, "problem.npz")
+        np.savez(problem, patterns=np.fft.fftshift(patterns, axes=(-2, -1)), corners=d.scan,
+                 shape=np.array(d.object_shape), probe=p0, epochs=args.epochs, threads=THREADS,
+                 algorithm="", batch=0)
+        for rep in range(args.repeats):
+            for family in args.families:
+                for name, algorithm, k in runs[family]:
+                    label = f"{name} {algorithm}" + (f" ({k} rank{'s' if k > 1 else ''})" if name == "ptyhpc" else "")
+                    if name == "ptyhpc":
+                        obj, corners, seconds = run_ptyhpc(tmp, data, probe, algorithm, args.epochs, k)
+                    else:
+                        obj, corners, seconds = run_peer(tmp, name, problem, algorithm, k)
+                    e = object_errors(obj, corners, truth["object"], truth["scan"], d.n)
+                    row = results.setdefault(label, {"family": family, "s_per_epoch": [], "nrmse": [],
+                                                     "nrmse_ramp": []})
+                    row["s_per_epoch"].append(float(np.median(seconds[1:])))
+                    row["nrmse"].append(e["object_nrmse"])
+                    row["nrmse_ramp"].append(e["object_nrmse_ramp"])
+                    print(f"  round {rep + 1}: {label:28s} {row['s_per_epoch'][-1]:.3f} s/epoch  "
+                          f"NRMSE {e['object_nrmse']:.4f} (ramp removed {e['object_nrmse_ramp']:.4f})", flush=True)
+    print(f"\n{args.epochs} epochs, default simulated set, {THREADS} cores; medians over {args.repeats} round(s)")
+    for family in args.families:
+        rows = {k: v for k, v in results.items() if v["family"] == family}
+        for v in rows.values():
+            v["median_s_per_epoch"] = float(np.median(v["s_per_epoch"]))
+            v["median_nrmse"] = float(np.median(v["nrmse"]))
+            v["median_nrmse_ramp"] = float(np.median(v["nrmse_ramp"]))
+        fastest_peer = min(v["median_s_per_epoch"] for k, v in rows.items() if not k.startswith("ptyhpc"))
+        print(f"\n[{family}] {'run':28s} {'s/epoch':>8} {'/fastest peer':>14} {'NRMSE':>8} {'ramp removed':>13}")
+        for k, v in rows.items():
+            v["ratio_to_fastest_peer"] = v["median_s_per_epoch"] / fastest_peer
+            print(f"        {k:28s} {v['median_s_per_epoch']:8.3f} {v['ratio_to_fastest_peer']:14.2f} "
+                  f"{v['median_nrmse']:8.4f} {v['median_nrmse_ramp']:13.4f}")
+    save("peers", {"ranks": [1, 2], "epochs": args.epochs, "repeats": args.repeats, "threads": THREADS,
+                   "results": results})
+
+
+if __name__ == "__main__":
+    main()
