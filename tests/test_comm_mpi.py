@@ -13,6 +13,14 @@ def _world():
     return MPI.COMM_WORLD
 
 
+def _setup():
+    """(world, dataset, partition, TileComm) for the small set split across all world ranks."""
+    world = _world()
+    d, _, _ = small_dataset()
+    part = partition(d.scan, d.n, d.object_shape, world.Get_size())
+    return world, d, part, TileComm(world, part)
+
+
 def _global_field(shape, seed=3):
     rng = np.random.default_rng(seed)
     return rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
@@ -20,10 +28,7 @@ def _global_field(shape, seed=3):
 
 @pytest.mark.mpi(min_size=2)
 def test_accumulate_sums_every_covering_rank():
-    world = _world()
-    d, _, _ = small_dataset()
-    part = partition(d.scan, d.n, d.object_shape, world.Get_size())
-    comm = TileComm(world, part)
+    world, d, part, comm = _setup()
     tile = comm.tile
     # every rank contributes (rank + 1) everywhere on its tile: the sum at a pixel is the sum over covering ranks
     got = comm.accumulate(np.full(tile.shape, comm.rank + 1.0))
@@ -37,10 +42,7 @@ def test_accumulate_sums_every_covering_rank():
 
 @pytest.mark.mpi(min_size=2)
 def test_exchange_round_trip_restores_a_global_field_from_cores():
-    world = _world()
-    d, _, _ = small_dataset()
-    part = partition(d.scan, d.n, d.object_shape, world.Get_size())
-    comm = TileComm(world, part)
+    world, d, part, comm = _setup()
     truth = _global_field(d.object_shape)
     y0, y1, x0, x1 = comm.tile.box
     local = np.zeros(comm.tile.shape, complex)
@@ -53,10 +55,7 @@ def test_exchange_round_trip_restores_a_global_field_from_cores():
 def test_accumulate_is_the_adjoint_of_the_copy_to_tiles():
     """Dot test: <E x, y> = <x, E^T y>, with E: global object -> stacked tiles (copy) and E^T = accumulate + take
     cores. Checked with random complex fields."""
-    world = _world()
-    d, _, _ = small_dataset()
-    part = partition(d.scan, d.n, d.object_shape, world.Get_size())
-    comm = TileComm(world, part)
+    world, d, part, comm = _setup()
     x = _global_field(d.object_shape, seed=1)
     rng = np.random.default_rng(100 + comm.rank)
     y = rng.standard_normal(comm.tile.shape) + 1j * rng.standard_normal(comm.tile.shape)
@@ -70,10 +69,7 @@ def test_accumulate_is_the_adjoint_of_the_copy_to_tiles():
 
 @pytest.mark.mpi(min_size=2)
 def test_shared_pixels_are_bitwise_equal_on_all_ranks():
-    world = _world()
-    d, _, _ = small_dataset()
-    part = partition(d.scan, d.n, d.object_shape, world.Get_size())
-    comm = TileComm(world, part)
+    world, d, part, comm = _setup()
     rng = np.random.default_rng(comm.rank)
     summed = comm.accumulate(rng.standard_normal(comm.tile.shape).astype(np.float32))
     full = np.full(d.object_shape, np.nan, np.float32)
@@ -87,10 +83,7 @@ def test_shared_pixels_are_bitwise_equal_on_all_ranks():
 
 @pytest.mark.mpi(min_size=2)
 def test_halo_bytes_match_the_plan():
-    world = _world()
-    d, _, _ = small_dataset()
-    part = partition(d.scan, d.n, d.object_shape, world.Get_size())
-    comm = TileComm(world, part)
+    world, d, part, comm = _setup()
     comm.accumulate(np.zeros((3,) + comm.tile.shape, np.float32))
     planned = sum(3 * 4 * (b[1] - b[0]) * (b[3] - b[2]) for _, b in part.neighbours(comm.rank))
     assert comm.halo_bytes_sent == planned == comm.halo_bytes_received
