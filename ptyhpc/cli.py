@@ -99,6 +99,9 @@ def _reconstruct(args) -> int:
         h = rec.history
         if h.seconds:
             print(f"median {np.median(h.seconds):.4f} s/epoch, final cost {h.costs[-1]:.6e}", file=sys.stderr)
+        if rec.comm.size > 1 and h.halo_bytes:
+            print(f"halo: rank 0 sent {np.mean(h.halo_bytes) / 1e6:.3f} MB per epoch to {len(rec.comm.links)} "
+                  f"neighbour(s); all ranks' counts are in the result file", file=sys.stderr)
     return 0
 
 

@@ -179,6 +179,10 @@ class Reconstruction:
                                                         ).tolist() if self.history.halo_bytes else [],
             "neighbours": [len(self.partition.neighbours(r)) for r in range(self.partition.size)],
             "peak_rss_bytes": self._allgather(peak_rss()),
+            "halo_bytes_sent_per_rank": self._allgather(self.comm.halo_bytes_sent),
+            "halo_bytes_received_per_rank": self._allgather(self.comm.halo_bytes_received),
+            "allreduce_bytes_per_rank": self._allgather(self.comm.reduce_bytes),
+            "patterns_read_per_rank": self._allgather(self.dataset.patterns_read),
             "config": self.cfg.to_dict(),
         }
         info.update(extra or {})

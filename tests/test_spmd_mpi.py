@@ -100,3 +100,21 @@ def test_rpie_error_matches_one_rank_without_seams(ranks):
         seam, rest = np.sqrt(err[band].mean()), np.sqrt(err[~band].mean())
         assert seam <= 1.10 * rest, (seam, rest)
     comm.Free()
+
+
+@pytest.mark.mpi(min_size=2)
+def test_each_rank_reads_and_holds_only_its_own_share():
+    from mpi4py import MPI
+
+    from ptyhpc.io.dataset import from_arrays
+    from conftest import small_set
+
+    world = MPI.COMM_WORLD
+    _, patterns, scan, _, _, mask = small_set()
+    d = from_arrays(patterns, scan, mask=mask)  # a fresh dataset: its read counter starts at zero
+    rec = Reconstruction(d, ReconConfig(epochs=1), world)
+    mine = rec.partition.indices(world.Get_rank())
+    assert d.patterns_read == len(mine) == len(rec.state.patterns)
+    assert world.allreduce(d.patterns_read) == d.count
+    assert rec.state.obj.shape == rec.state.tile.shape
+    assert rec.state.obj.size < 0.8 * d.object_shape[0] * d.object_shape[1]
