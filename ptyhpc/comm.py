@@ -45,6 +45,20 @@ def cuda_aware() -> bool:
         return False
 
 
+def _pinned_empty(shape, dtype):
+    """A host array in page-locked memory (CuPy's pinned pool), for fast device <-> host staging."""
+    import cupyx
+
+    return cupyx.empty_pinned(shape, dtype)
+
+
+def _pinned_copy(block):
+    """Copy a contiguous CuPy array into pinned host memory."""
+    out = _pinned_empty(block.shape, block.dtype)
+    block.get(out=out)
+    return out
+
+
 class TileComm:
     """Collectives over the ranks of one reconstruction, and the halo exchange planned from its partition.
 
@@ -113,10 +127,10 @@ class TileComm:
         stage = xp is not np and not self.cuda_aware
         sends, recvs, reqs = [], {}, []
         for other, sl in self.links:
-            block = a[(...,) + sl]
-            buf = np.ascontiguousarray(asnumpy(block)) if stage else xp.ascontiguousarray(block)
+            block = xp.ascontiguousarray(a[(...,) + sl])
+            buf = _pinned_copy(block) if stage else block
             sends.append(buf)
-            recvs[other] = np.empty_like(buf) if stage else xp.empty_like(buf)
+            recvs[other] = _pinned_empty(buf.shape, buf.dtype) if stage else xp.empty_like(buf)
         if xp is not np and not stage:
             synchronize(xp)
         for (other, _), buf in zip(self.links, sends):
