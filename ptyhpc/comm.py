@@ -89,6 +89,13 @@ class TileComm:
             if theirs is not None:
                 rel = (slice(theirs[0] - box[0], theirs[1] - box[0]), slice(theirs[2] - box[2], theirs[3] - box[2]))
                 self._fill.append((other, self.tile.local(theirs), rel))
+        # The smallest box of my tile that holds every overlap: only there can ranks disagree (None: no overlap).
+        self.shared_box = None
+        if self.links:
+            ys = [sl[0] for _, sl in self.links]
+            xs = [sl[1] for _, sl in self.links]
+            self.shared_box = (slice(min(s.start for s in ys), max(s.stop for s in ys)),
+                               slice(min(s.start for s in xs), max(s.stop for s in xs)))
         self.cuda_aware = cuda_aware()
         self.halo_bytes_sent = 0
         self.halo_bytes_received = 0
@@ -119,7 +126,14 @@ class TileComm:
             self.mpi.Barrier()
 
     # --- halo ----------------------------------------------------------------------------------------------------
-    def _swap(self, a):
+    @staticmethod
+    def _within(sl, box):
+        """Slices ``sl`` of the tile, relative to the sub-box ``box`` of the tile (None: the whole tile)."""
+        if box is None:
+            return sl
+        return tuple(slice(s.start - b.start, s.stop - b.start) for s, b in zip(sl, box))
+
+    def _swap(self, a, box=None):
         """Send my part of every overlap to its neighbour and receive theirs: {rank: received block}."""
         if self.mpi is None or not self.links:
             return {}
@@ -127,6 +141,7 @@ class TileComm:
         stage = xp is not np and not self.cuda_aware
         sends, recvs, reqs = [], {}, []
         for other, sl in self.links:
+            sl = self._within(sl, box)
             block = xp.ascontiguousarray(a[(...,) + sl])
             buf = _pinned_copy(block) if stage else block
             sends.append(buf)
@@ -145,13 +160,14 @@ class TileComm:
             self.halo_bytes_received += buf.nbytes
         return {k: xp.asarray(v) for k, v in recvs.items()} if stage else recvs
 
-    def accumulate(self, a):
+    def accumulate(self, a, box=None):
         """Sum over ranks, pixel by pixel: every pixel of my tile becomes the sum of the values that all ranks
-        whose tiles cover it hold there. ``a`` : (..., h, w) on my tile; returns a new array.
+        whose tiles cover it hold there. ``a`` : (..., h, w) on my tile, or on the sub-box ``box`` (slices of
+        the tile that contain every overlap, e.g. ``shared_box``); returns a new array of the same shape.
 
         Contributions are added in rank order, so every rank computes bitwise the same value for a shared pixel.
         """
-        received = self._swap(a)
+        received = self._swap(a, box)
         if not received:
             return a
         out = None
@@ -159,7 +175,7 @@ class TileComm:
             if other == self.rank:
                 out = a.copy() if out is None else out.__iadd__(a)
                 continue
-            sl = self._link[other]
+            sl = self._within(self._link[other], box)
             if out is None:
                 out = array_module(a).zeros_like(a)
             out[(...,) + sl] += received[other]

@@ -87,3 +87,17 @@ def test_halo_bytes_match_the_plan():
     comm.accumulate(np.zeros((3,) + comm.tile.shape, np.float32))
     planned = sum(3 * 4 * (b[1] - b[0]) * (b[3] - b[2]) for _, b in part.neighbours(comm.rank))
     assert comm.halo_bytes_sent == planned == comm.halo_bytes_received
+
+
+@pytest.mark.mpi(min_size=2)
+def test_accumulate_on_the_shared_box_matches_the_whole_tile():
+    world, d, part, comm = _setup()
+    rng = np.random.default_rng(comm.rank)
+    a = rng.standard_normal((2,) + comm.tile.shape)
+    box = comm.shared_box
+    assert box is not None
+    whole = comm.accumulate(a)
+    assert np.array_equal(comm.accumulate(np.ascontiguousarray(a[(...,) + box]), box), whole[(...,) + box])
+    outside = np.ones(comm.tile.shape, bool)
+    outside[box] = False
+    assert np.array_equal(whole[:, outside], a[:, outside])  # nothing outside the shared box changes

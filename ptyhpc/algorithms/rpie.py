@@ -49,17 +49,20 @@ def probe_update(probe, num, den, beta):
 
 
 def reconcile(state, astate, comm):
-    """Illumination-weighted average of overlapping tiles and position-weighted average of the probes."""
-    w = astate.illumination
-    xp = state.xp
-    summed = comm.accumulate(xp.stack([w * state.obj.real, w * state.obj.imag, w]))
-    covered = summed[2] > 0
-    average = (summed[0] + 1j * summed[1]) / xp.where(covered, summed[2], 1)
-    state.obj = xp.where(covered, average, state.obj).astype(state.obj.dtype)
+    """Illumination-weighted average of the pixels this tile shares with others, and position-weighted average
+    of the probes. Only ``comm.shared_box`` can differ between ranks, so only it is exchanged and averaged."""
+    box = comm.shared_box
+    if box is not None:
+        xp = state.xp
+        w, o = astate.illumination[box], state.obj[box]
+        summed = comm.accumulate(xp.stack([w * o.real, w * o.imag, w]), box)
+        covered = summed[2] > 0
+        average = (summed[0] + 1j * summed[1]) / xp.where(covered, summed[2], 1)
+        state.obj[box] = xp.where(covered, average, o)
     total = comm.allreduce(float(astate.count))
     if total > 0:
         state.probe = comm.allreduce(state.probe * astate.count) / total
-    astate.illumination = xp.zeros_like(w)
+    astate.illumination.fill(0)
     astate.count = 0
 
 
