@@ -217,14 +217,16 @@ def _split(ids, scan, count, mode, rng, n):
 
 
 def _local_rank(mpi_comm) -> int:
+    """This rank's index among the ranks on its node (for choosing a GPU)."""
     if mpi_comm is None:
         return 0
-    try:
-        from mpi4py import MPI
+    from mpi4py import MPI
 
-        return mpi_comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
-    except Exception:
-        return mpi_comm.Get_rank()
+    node = mpi_comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        return node.Get_rank()
+    finally:
+        node.Free()
 
 
 def stderr_progress(total: int):

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from .. import physics
 from .common import batch_model, clip_amplitude, object_sums, probe_sums
 
@@ -40,8 +42,6 @@ def init(state, cfg) -> DMState:
 
 
 def _chunks(count, size):
-    import numpy as np
-
     return [np.arange(i, min(i + size, count)) for i in range(0, count, size)]
 
 
