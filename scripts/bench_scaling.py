@@ -119,6 +119,8 @@ def plot(strong, plan, path):
     ranks = [r["ranks"] for r in plan]
     ax[1].loglog(ranks, [r["halo_bytes_per_rank_mean"] for r in plan], "o-", label="halo (mean per rank)")
     ax[1].loglog(ranks, [r["allreduce_bytes_per_rank"] for r in plan], "s--", label="full-object all-reduce")
+    ax[1].set_xticks(ranks, [str(r) for r in ranks])
+    ax[1].minorticks_off()
     ax[1].set_xlabel("ranks (tiles)")
     ax[1].set_ylabel("bytes sent per rank per iteration")
     ax[1].set_title("4096$^2$ object, 128$^2$ probe (plan)")
