@@ -32,7 +32,10 @@ def _limit_threads() -> None:
     env = os.environ
     local = next((env[k] for k in ("MPI_LOCALNRANKS", "PMI_LOCAL_SIZE", "PALS_LOCAL_SIZE",
                                    "OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE") if env.get(k)), None)
-    if local is None or "OMP_NUM_THREADS" in env:
+    if "OMP_NUM_THREADS" in env:
+        env.setdefault("PTYHPC_USER_THREADS", "1")  # the user chose: backend.limit_threads leaves it alone
+        return
+    if local is None:
         return
     try:
         per_rank = max(1, len(os.sched_getaffinity(0)) // max(1, int(local)))

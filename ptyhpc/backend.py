@@ -53,6 +53,23 @@ def get_xp(device: str = "cpu", local_rank: int = 0):
     return cp
 
 
+def limit_threads(ranks_on_node: int) -> None:
+    """Give this rank cores / ranks_on_node BLAS and OpenMP threads, unless OMP_NUM_THREADS was set by the user.
+
+    ``ptyhpc/__init__`` does this through the environment when it is imported before NumPy; this runtime limit
+    (threadpoolctl) also covers scripts that imported NumPy first. Without it, every rank's BLAS starts one thread
+    per core and two ranks on two cores run ~8x slower (measured).
+    """
+    if ranks_on_node <= 1 or os.environ.get("PTYHPC_USER_THREADS"):
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threadpool_limits(max(1, cores // ranks_on_node))
+
+
 def array_module(a):
     """NumPy or CuPy, whichever owns array ``a``."""
     if type(a).__module__.split(".")[0] == "cupy":

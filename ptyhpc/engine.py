@@ -14,7 +14,7 @@ import numpy as np
 
 from . import physics
 from .algorithms import ALGORITHMS
-from .backend import DTYPES, asnumpy, get_xp, synchronize
+from .backend import DTYPES, asnumpy, get_xp, limit_threads, synchronize
 from .comm import TileComm
 from .config import ReconConfig
 from .partition import partition
@@ -64,7 +64,9 @@ class Reconstruction:
         rank = mpi_comm.Get_rank() if mpi_comm is not None else 0
         size = mpi_comm.Get_size() if mpi_comm is not None else 1
         self.log = log or (lambda msg: None)
-        self.xp = get_xp(cfg.device, local_rank=_local_rank(mpi_comm))
+        local_rank, local_size = _node_rank(mpi_comm)
+        limit_threads(local_size)
+        self.xp = get_xp(cfg.device, local_rank=local_rank)
         dtype = DTYPES[cfg.precision][0]
         self.partition = partition(dataset.scan, dataset.n, dataset.object_shape, size)
         self.comm = TileComm(mpi_comm, self.partition)
@@ -216,15 +218,15 @@ def _split(ids, scan, count, mode, rng, n):
     return np.array_split(rng.permutation(ids), count)
 
 
-def _local_rank(mpi_comm) -> int:
-    """This rank's index among the ranks on its node (for choosing a GPU)."""
+def _node_rank(mpi_comm) -> tuple[int, int]:
+    """(this rank's index among the ranks on its node, how many ranks share the node)."""
     if mpi_comm is None:
-        return 0
+        return 0, 1
     from mpi4py import MPI
 
     node = mpi_comm.Split_type(MPI.COMM_TYPE_SHARED)
     try:
-        return node.Get_rank()
+        return node.Get_rank(), node.Get_size()
     finally:
         node.Free()
 

@@ -1,5 +1,7 @@
 """The command line as a user runs it: simulate -> reconstruct (1 and R ranks) -> compare / info."""
 import json
+import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -95,3 +97,29 @@ def test_run_facts_in_the_result_are_readable_after_a_parallel_write(sim, tmp_pa
         seconds = json.loads(attrs["seconds_per_epoch"])
         assert len(seconds) == 3 and all(s > 0 for s in seconds)
         assert len(json.loads(attrs["peak_rss_bytes"])) == 2
+
+
+@needs_mpiexec
+def test_ranks_share_the_cores_even_when_numpy_was_imported_first(tmp_path):
+    """Two ranks on a node must not each start one BLAS thread per core (measured ~8x slower), whatever the
+    import order of the user's script."""
+    script = tmp_path / "s.py"
+    script.write_text(
+        "import numpy, os\n"
+        "from threadpoolctl import threadpool_info\n"
+        "from mpi4py import MPI\n"
+        "import sys; sys.path.insert(0, %r)\n"
+        "from conftest import small_dataset\n"
+        "from ptyhpc.config import ReconConfig\n"
+        "from ptyhpc.engine import Reconstruction\n"
+        "d, _, p0 = small_dataset()\n"
+        "Reconstruction(d, ReconConfig(), MPI.COMM_WORLD, probe=p0)\n"
+        "blas = [i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas']\n"
+        "cores = len(os.sched_getaffinity(0))\n"
+        "assert blas and max(blas) <= max(1, cores // 2), (blas, cores)\n"
+        "print('ok', blas)\n" % str(pathlib.Path(__file__).parent))
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "PTYHPC_USER_THREADS")}
+    r = subprocess.run(["mpiexec", "-n", "2", sys.executable, str(script)], capture_output=True, text=True,
+                       timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("ok") == 2
