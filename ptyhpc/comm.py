@@ -190,9 +190,3 @@ class TileComm:
             out[(...,) + mine] = received[other][(...,) + rel]
         return out
 
-    def halo_bytes(self) -> tuple[int, int]:
-        return self.halo_bytes_sent, self.halo_bytes_received
-
-    def abort(self, code: int = 1):
-        if self.mpi is not None:
-            self.mpi.Abort(code)
