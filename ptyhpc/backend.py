@@ -58,7 +58,7 @@ def limit_threads(ranks_on_node: int) -> None:
 
     ``ptyhpc/__init__`` does this through the environment when it is imported before NumPy; this runtime limit
     (threadpoolctl) also covers scripts that imported NumPy first. Without it, every rank's BLAS starts one thread
-    per core and two ranks on two cores run ~8x slower (measured).
+    per core, and two ranks on two cores oversubscribe them.
     """
     if ranks_on_node <= 1 or os.environ.get("PTYHPC_USER_THREADS"):
         return

@@ -101,7 +101,7 @@ def test_run_facts_in_the_result_are_readable_after_a_parallel_write(sim, tmp_pa
 
 @needs_mpiexec
 def test_ranks_share_the_cores_even_when_numpy_was_imported_first(tmp_path):
-    """Two ranks on a node must not each start one BLAS thread per core (measured ~8x slower), whatever the
+    """Two ranks on a node must not each start one BLAS thread per core (oversubscription), whatever the
     import order of the user's script."""
     script = tmp_path / "s.py"
     script.write_text(

@@ -43,8 +43,7 @@ def test_bilinear_shift_of_band_limited_probe_matches_fourier_shift():
         bilinear = physics.shifted_probes(physics.probe_stack(probe), w)[0]
         exact = physics.fourier_shift(probe, np.array(d))
         # measured 4.3 % at a half-pixel shift, 3.0 % at (0.25, 0.8): linear interpolation attenuates the
-        # probe's band edge (1/4 of Nyquist here); the reconstruction error is not limited by it (integer and
-        # sub-pixel scans of the default set reconstruct to the same NRMSE)
+        # probe's band edge (1/4 of Nyquist here)
         assert np.linalg.norm(bilinear - exact) / np.linalg.norm(exact) < 0.05
 
 
