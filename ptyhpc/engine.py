@@ -180,13 +180,15 @@ class Reconstruction:
             "halo_bytes_per_epoch": self.comm.allreduce(np.asarray(self.history.halo_bytes, dtype=np.float64)
                                                         ).tolist() if self.history.halo_bytes else [],
             "neighbours": [len(self.partition.neighbours(r)) for r in range(self.partition.size)],
-            "peak_rss_bytes": self._allgather(peak_rss()),
-            "halo_bytes_sent_per_rank": self._allgather(self.comm.halo_bytes_sent),
-            "halo_bytes_received_per_rank": self._allgather(self.comm.halo_bytes_received),
-            "allreduce_bytes_per_rank": self._allgather(self.comm.reduce_bytes),
-            "patterns_read_per_rank": self._allgather(self.dataset.patterns_read),
+
             "config": self.cfg.to_dict(),
         }
+        mine = {"peak_rss_bytes": peak_rss(), "halo_bytes_sent_per_rank": self.comm.halo_bytes_sent,
+                "halo_bytes_received_per_rank": self.comm.halo_bytes_received,
+                "allreduce_bytes_per_rank": self.comm.reduce_bytes,
+                "patterns_read_per_rank": self.dataset.patterns_read}
+        everyone = self._allgather(mine)  # one collective for all per-rank facts
+        info.update({key: [r[key] for r in everyone] for key in mine})
         info.update(extra or {})
         write_product(path, shape=d.object_shape, core_box=self.state.tile.core, core=self.core(),
                       probe=asnumpy(self.state.probe), scan=d.scan, n=d.n, pixel_size=d.pixel_size,
