@@ -116,14 +116,10 @@ class TileComm:
         buf = np.ascontiguousarray(asnumpy(x)) if (xp is not np and not self.cuda_aware) else xp.ascontiguousarray(x)
         if xp is not np:
             synchronize(xp)
-        out = buf.copy()
+        out = array_module(buf).empty_like(buf)
         self.mpi.Allreduce(buf, out, op=mop)
         self.reduce_bytes += out.nbytes
         return xp.asarray(out)
-
-    def barrier(self):
-        if self.mpi is not None:
-            self.mpi.Barrier()
 
     # --- halo ----------------------------------------------------------------------------------------------------
     @staticmethod
