@@ -1,4 +1,4 @@
-"""Command line: ``ptyhpc simulate | reconstruct | compare | info | submit | scaling``.
+"""Command line: ``ptyhpc simulate | reconstruct | compare | info``.
 
 ``cli`` only wires the modules together. Under ``mpiexec -n R`` the same ``reconstruct`` command runs on R ranks;
 an error on any rank prints one line naming the rank and aborts every rank (no rank is left waiting).
@@ -51,7 +51,7 @@ def _config(args) -> ReconConfig:
     cfg = ReconConfig.from_toml(args.config) if args.config else ReconConfig()
     cfg = cfg.replace(algorithm=args.algorithm, epochs=args.epochs, probe_modes=args.probe_modes,
                       device=args.device, batch_size=args.batch_size, batching=args.batching, noise=args.noise,
-                      precision=args.precision, seed=args.seed, checkpoint_every=args.checkpoint_every)
+                      precision=args.precision, seed=args.seed)
     for item in args.set or []:
         key, _, value = item.partition("=")
         field = ReconConfig.__dataclass_fields__.get(key)
@@ -176,7 +176,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--noise", choices=("gaussian", "poisson"))
     r.add_argument("--precision", choices=("complex64", "complex128"))
     r.add_argument("--seed", type=int)
-    r.add_argument("--checkpoint-every", type=int)
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other setting (repeatable)")
     r.add_argument("--flip-translation", action="store_true",
                    help="CXI translations are probe positions, not sample motions")
@@ -194,13 +193,6 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="describe a supported file (input or product)")
     i.add_argument("file")
     i.set_defaults(run=_info)
-
-    try:
-        from .launch.cli import add_commands
-    except ImportError:
-        pass
-    else:
-        add_commands(sub)
     return p
 
 

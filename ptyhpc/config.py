@@ -54,8 +54,6 @@ class ReconConfig:
     """'complex64' or 'complex128'."""
     seed: int = 0
     """Seed of the batch shuffling and of the extra probe modes."""
-    checkpoint_every: int = 0
-    """Write OUT.checkpoint.h5 every N epochs (0: never)."""
 
     def __post_init__(self):
         checks = [
@@ -72,7 +70,6 @@ class ReconConfig:
             (self.precision in ("complex64", "complex128"),
              f"precision must be 'complex64' or 'complex128', not {self.precision!r}"),
             (self.sync_every >= 0, f"sync_every must be >= 0, not {self.sync_every}"),
-            (self.checkpoint_every >= 0, f"checkpoint_every must be >= 0, not {self.checkpoint_every}"),
         ]
         for ok, message in checks:
             if not ok:

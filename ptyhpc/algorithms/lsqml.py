@@ -33,7 +33,7 @@ far outside the beam, where one stray count makes 1 - d / I enormous, do not sta
 @dataclass
 class LSQMLState:
     steps: list
-    """Mean object and probe step of every batch of the last epoch, [(a_O, a_P), ...] (for logs/checkpoints)."""
+    """Mean object and probe step of every batch of the last epoch, [(a_O, a_P), ...] (for logs)."""
 
 
 def init(state, cfg) -> LSQMLState:
