@@ -2,6 +2,8 @@
 
 ``cli`` only wires the modules together. Under ``mpiexec -n R`` the same ``reconstruct`` command runs on R ranks;
 an error on any rank prints one line naming the rank and aborts every rank (no rank is left waiting).
+SIGTERM or SIGUSR1 (a preempted or over-time batch job) ends the epoch in progress on every rank, writes the
+checkpoint ``OUT.checkpoint.h5`` and exits with 128 + the signal number; ``--resume`` continues from it.
 """
 from __future__ import annotations
 
@@ -62,9 +64,14 @@ def _config(args) -> ReconConfig:
     return cfg
 
 
+def checkpoint_path(output) -> str:
+    """``OUT.checkpoint.h5`` beside the output ``OUT.h5``."""
+    return os.path.splitext(os.fspath(output))[0] + ".checkpoint.h5"
+
+
 def _reconstruct(args) -> int:
     from .comm import world
-    from .engine import Reconstruction, stderr_progress
+    from .engine import Reconstruction, signals, stderr_progress
     from .io import load
 
     comm = world()
@@ -78,12 +85,22 @@ def _reconstruct(args) -> int:
         probe = check_probe(args.probe, "probe", probe, dataset.n)
     logging.basicConfig(level=logging.INFO if (args.verbose and rank == 0) else logging.WARNING,
                         format="%(message)s", stream=sys.stderr)
-    rec = Reconstruction(dataset, cfg, comm, probe=probe, log=log.info)
+    if args.checkpoint_every < 0:
+        raise ValueError(f"--checkpoint-every {args.checkpoint_every}: must be >= 0")
+    rec = Reconstruction(dataset, cfg, comm, probe=probe, log=log.info, resume=args.resume)
     if rank == 0:
         print(f"ptyhpc: {cfg.algorithm} on {rec.comm.size} rank(s), {cfg.device}, {dataset.count} patterns "
-              f"{dataset.n}x{dataset.n}, object {dataset.object_shape[0]}x{dataset.object_shape[1]}",
-              file=sys.stderr)
-    rec.iterate(cfg.epochs, progress=stderr_progress(cfg.epochs) if rank == 0 and not args.quiet else None)
+              f"{dataset.n}x{dataset.n}, object {dataset.object_shape[0]}x{dataset.object_shape[1]}"
+              + (f", resumed at epoch {rec.epoch} from {args.resume}" if args.resume else ""), file=sys.stderr)
+    ckpt = checkpoint_path(args.output)
+    with signals(rec):
+        stopped = rec.iterate(max(cfg.epochs - rec.epoch, 0), checkpoint=ckpt, every=args.checkpoint_every,
+                              progress=stderr_progress(cfg.epochs) if rank == 0 and not args.quiet else None)
+    if stopped:
+        if rank == 0:
+            print(f"ptyhpc: signal {stopped} at epoch {rec.epoch}: wrote {ckpt}; continue with the same command "
+                  f"and --resume {ckpt}", file=sys.stderr)
+        return 128 + stopped
     rec.write(args.output)
     if rank == 0:
         if not args.no_preview:
@@ -177,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--precision", choices=("complex64", "complex128"))
     r.add_argument("--seed", type=int)
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other setting (repeatable)")
+    r.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                   help="write OUT.checkpoint.h5 every N epochs (always on SIGTERM/SIGUSR1)")
+    r.add_argument("--resume", metavar="CHECKPOINT", help="continue from a checkpoint (any number of ranks)")
     r.add_argument("--flip-translation", action="store_true",
                    help="CXI translations are probe positions, not sample motions")
     r.add_argument("--no-preview", action="store_true", help="do not write the PNG preview")

@@ -3,9 +3,16 @@
 ``Reconstruction`` is the whole public API of the engine. Every rank constructs it with the same dataset and
 configuration (positions are small and every rank knows all of them; patterns are read per rank) and the
 communicator (or None for a single process).
+
+Checkpoints (``Reconstruction.checkpoint``) hold everything the next epoch depends on: the object (each rank
+writes its core), the probe, the iteration number, the cost history and the algorithm's per-position state (DM's
+exit waves). The batches are drawn from ``numpy.random.default_rng([seed, epoch(, rank)])`` afresh each epoch, so
+the seed and the epoch number are the whole random state. Resuming on the same ranks continues bit for bit; on a
+different number of ranks the new partition reads its tiles and rows from the file.
 """
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -43,7 +50,7 @@ class History:
     costs: list = field(default_factory=list)
     seconds: list = field(default_factory=list)
     halo_bytes: list = field(default_factory=list)
-    """Halo bytes sent by this rank in each epoch."""
+    """Halo bytes sent by this rank in each epoch run by this process (after a resume: since the resume)."""
 
 
 class Reconstruction:
@@ -57,9 +64,11 @@ class Reconstruction:
     probe : (MODES, N, N) complex, optional initial probe (else the file's, else one made from the mean pattern);
         rescaled so sum |P|^2 equals the mean measured intensity per pattern
     obj : (H, W) complex, optional initial object (else 1 everywhere); each rank keeps only its tile
+    resume : path of a checkpoint to continue from (object, probe, epoch, history and algorithm state come from
+        it; ``probe`` and ``obj`` are then ignored)
     """
 
-    def __init__(self, dataset, cfg: ReconConfig, mpi_comm=None, probe=None, obj=None, log=None):
+    def __init__(self, dataset, cfg: ReconConfig, mpi_comm=None, probe=None, obj=None, log=None, resume=None):
         self.dataset, self.cfg = dataset, cfg
         rank = mpi_comm.Get_rank() if mpi_comm is not None else 0
         size = mpi_comm.Get_size() if mpi_comm is not None else 1
@@ -76,25 +85,44 @@ class Reconstruction:
         patterns = dataset.read_patterns(idx, mpi_comm)
         total = self.comm.allreduce(float(patterns.sum(dtype=np.float64)))
         mean_power = total / dataset.count
-        if probe is None:
+        self.algorithm = ALGORITHMS[cfg.algorithm]
+        self.history = History()
+        self.epoch = 0
+        ck = None
+        if resume is not None:
+            from .io.product import read_checkpoint
+
+            ck = read_checkpoint(resume, dataset, tile.box, idx, mpi_comm)
+            probe, obj = ck["probe"], None
+            h = self.history
+            h.epochs, h.costs, h.seconds = (ck["arrays"][k].tolist() for k in ("epochs", "costs", "seconds"))
+            self.epoch = int(ck["attrs"]["epoch"])
+        if ck is not None and probe.shape[0] == cfg.probe_modes:
+            pass  # the checkpoint's probe as it was: already orthogonal and scaled
+        elif probe is None:
             probe = dataset.probe
         if probe is None:
             mean = self.comm.allreduce(patterns.sum(axis=0, dtype=np.float64)) / dataset.count
             probe = probe_from_data(np.asarray(mean))
-        probe = add_modes(np.array(probe, dtype=np.complex64), cfg.probe_modes)  # a copy: never scale the caller's
-        probe *= np.sqrt(mean_power / physics.probe_power(probe))
+        if ck is None or probe.shape[0] != cfg.probe_modes:
+            probe = add_modes(np.array(probe, dtype=np.complex64), cfg.probe_modes)  # a copy: never scale the caller's
+            probe *= np.sqrt(mean_power / physics.probe_power(probe))
         self.mean_power = mean_power
-        if obj is None:
+        if ck is not None:
+            tile_obj = ck["object"]
+        elif obj is None:
             tile_obj = np.ones(tile.shape, dtype=dtype)
         else:
             y0, y1, x0, x1 = tile.box
             tile_obj = np.asarray(obj[y0:y1, x0:x1])
         self.state = LocalState.create(self.xp, dtype, tile, dataset.scan[idx], idx, patterns, dataset.mask,
                                        probe, tile_obj)
-        self.algorithm = ALGORITHMS[cfg.algorithm]
         self.astate = self.algorithm.init(self.state, cfg)
-        self.history = History()
-        self.epoch = 0
+        if ck is not None and ck["attrs"]["algorithm"] == cfg.algorithm:
+            for name in self.algorithm.CHECKPOINT:
+                setattr(self.astate, name, self.xp.asarray(ck["rows"][name], dtype=getattr(self.astate, name).dtype))
+        self.stop_signal = 0
+        """Set by a SIGTERM/SIGUSR1 handler (see ``signals``); ``iterate`` stops all ranks at the epoch's end."""
         self.log(f"rank {rank}/{size}: {len(idx)} positions, tile {tile.shape[0]}x{tile.shape[1]} at "
                  f"{tile.origin}, {len(self.comm.links)} neighbour(s)")
 
@@ -122,8 +150,13 @@ class Reconstruction:
                                                                rng, self.dataset.n)]
 
     # --- iterations ----------------------------------------------------------------------------------------------
-    def iterate(self, epochs: int, progress=None) -> None:
-        """Run ``epochs`` more epochs; ``progress(epoch, cost, seconds)`` is called on every rank after each."""
+    def iterate(self, epochs: int, progress=None, checkpoint=None, every: int = 0) -> int:
+        """Run ``epochs`` more epochs; ``progress(epoch, cost, seconds)`` is called on every rank after each.
+
+        With a ``checkpoint`` path, write a checkpoint every ``every`` epochs (0: never) and when a signal was
+        caught (``stop_signal`` set on any rank): then stop after that epoch, on every rank, and return the
+        signal number (0 when all epochs ran).
+        """
         cfg = self.cfg
         for _ in range(epochs):
             t0 = time.perf_counter()
@@ -136,7 +169,8 @@ class Reconstruction:
                 st.probe = physics.orthogonalize_modes(st.probe)
             if cfg.probe_power:
                 st.probe = st.probe * float(np.sqrt(self.mean_power / physics.probe_power(st.probe)))
-            cost = self.comm.allreduce(float(local)) / self.dataset.count
+            cost, stop = self.comm.allreduce(np.array([float(local), float(self.stop_signal)]))  # one collective
+            cost /= self.dataset.count
             synchronize(self.xp)
             seconds = time.perf_counter() - t0
             self.epoch += 1
@@ -147,6 +181,25 @@ class Reconstruction:
             h.halo_bytes.append(self.comm.halo_bytes_sent - sent0)
             if progress is not None:
                 progress(self.epoch, cost, seconds)
+            if checkpoint is not None and (stop or (every and self.epoch % every == 0)):
+                self.checkpoint(checkpoint)
+            if stop:
+                return self.stop_signal or int(signal.SIGTERM)  # a rank the signal missed stops all the same
+        return 0
+
+    def checkpoint(self, path) -> None:
+        """Write a checkpoint (collective): a product file whose object is in the run's precision, plus the
+        epoch, the cost history and the algorithm's per-position state. Atomic: the previous one survives a crash.
+        """
+        h = self.history
+        rows = {name: (self.state.indices, asnumpy(getattr(self.astate, name))) for name in self.algorithm.CHECKPOINT}
+        self.write(path, checkpoint={
+            "attrs": {"epoch": self.epoch, "algorithm": self.cfg.algorithm, "seed": self.cfg.seed,
+                      "random_state": "batches: numpy default_rng([seed, epoch(, rank)]), nothing else is random"},
+            "arrays": {"epochs": np.asarray(h.epochs, dtype=np.int64), "costs": np.asarray(h.costs),
+                       "seconds": np.asarray(h.seconds)},
+            "rows": rows,
+        })
 
     # --- results -------------------------------------------------------------------------------------------------
     def core(self) -> np.ndarray:
@@ -169,7 +222,7 @@ class Reconstruction:
     def _allgather(self, value) -> list:
         return self.mpi.allgather(value) if self.mpi is not None else [value]
 
-    def write(self, path, extra=None) -> None:
+    def write(self, path, extra=None, checkpoint=None) -> None:
         """Write the Ptychodus product file (collective: every rank calls it)."""
         from .io.product import write_product
 
@@ -193,7 +246,30 @@ class Reconstruction:
         write_product(path, shape=d.object_shape, core_box=self.state.tile.core, core=self.core(),
                       probe=asnumpy(self.state.probe), scan=d.scan, n=d.n, pixel_size=d.pixel_size,
                       wavelength=d.wavelength, distance=d.distance,
-                      losses=list(zip(self.history.epochs, self.history.costs)), comm=self.mpi, extra=info)
+                      losses=list(zip(self.history.epochs, self.history.costs)), comm=self.mpi, extra=info,
+                      checkpoint=checkpoint)
+
+
+class signals:
+    """``with signals(rec):`` SIGTERM and SIGUSR1 set ``rec.stop_signal`` instead of killing the process (PBS and
+    Slurm send SIGTERM before they kill a preempted or over-time job; mpiexec forwards both to every rank)."""
+
+    CAUGHT = (signal.SIGTERM, signal.SIGUSR1)
+
+    def __init__(self, rec):
+        self.rec = rec
+
+    def __enter__(self):
+        def note(signum, frame):
+            self.rec.stop_signal = signum
+
+        self.previous = {s: signal.signal(s, note) for s in self.CAUGHT}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+        return False
 
 
 def peak_rss() -> int:

@@ -20,7 +20,8 @@ def test_polaris_pbs_conventions():
                     r"#PBS -l filesystems=home:eagle", r"#PBS -q \w+", r"#PBS -r y",
                     r"module use /soft/modulefiles", r"module load conda", r"export TMPDIR=/tmp",
                     r"export MPICH_GPU_SUPPORT_ENABLED=1", r"--ppn \"?\$\{?NRANKS_PER_NODE", r"--depth",
-                    r"--cpu-bind depth", r"affinity\.sh\" python -m ptyhpc reconstruct", r"--device gpu"):
+                    r"--cpu-bind depth", r"affinity\.sh\" python -m ptyhpc reconstruct", r"--device gpu",
+                    r"--checkpoint-every", r"--resume \"\$\{CHECKPOINT\}\""):
         assert re.search(pattern, text), pattern
 
 

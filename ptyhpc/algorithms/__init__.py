@@ -6,7 +6,9 @@ Every module offers ``init(state, cfg) -> algorithm state`` and ``iterate(state,
 code gives the single-rank answer on one rank and on many. ``BATCHES`` says how batches are formed:
 'global' (the same batches on every rank, synchronised per batch), 'local' (each rank its own, no collective
 inside the batch loop) or 'aligned' (each rank splits its own positions into as many batches as one rank would
-use for all positions, so every rank runs the same number of batches).
+use for all positions, so every rank runs the same number of batches). ``CHECKPOINT`` names the per-position
+arrays of the algorithm state that a checkpoint must keep (the rest of the state is empty between epochs, and the
+batches follow from the seed and the epoch number alone).
 """
 from . import dm, lsqml, rpie
 

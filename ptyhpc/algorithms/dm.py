@@ -21,6 +21,7 @@ from .. import physics
 from .common import batch_model, clip_amplitude, object_sums, probe_sums
 
 BATCHES = "local"
+CHECKPOINT = ("psi",)
 EPS = 1e-6
 """Regularisation of the divisions, relative to the global maximum of each denominator."""
 

@@ -22,6 +22,7 @@ from ..backend import array_module
 from .common import batch_model, clip_amplitude, object_sums, probe_sums
 
 BATCHES = "global"
+CHECKPOINT = ()
 DELTA = 1e-2
 """delta_O and delta_P of Eq. 25, relative to the global maximum of each denominator."""
 NEWTON_STEPS = 3

@@ -18,6 +18,7 @@ from .. import physics
 from .common import batch_model, clip_amplitude, object_sums, probe_sums
 
 BATCHES = "aligned"
+CHECKPOINT = ()
 
 
 @dataclass

@@ -2,13 +2,27 @@
 HDF5 and more than one rank reads, plain independent opens otherwise (each rank opens the file read-only)."""
 from __future__ import annotations
 
+import os
+
 import h5py
+import numpy as np
 
 from .dataset import InputError
 
 
 def parallel_available() -> bool:
-    return bool(h5py.get_config().mpi)
+    """True when h5py has MPI and it is not switched off with ``PTYHPC_MPIO=0`` (which forces the path a serial
+    h5py takes: independent opens for reading, rank 0 writing)."""
+    return bool(h5py.get_config().mpi) and os.environ.get("PTYHPC_MPIO", "1") != "0"
+
+
+def runs(indices) -> list[tuple[int, int]]:
+    """[(start, stop)] positions in ``indices`` (sorted) of its runs of consecutive values."""
+    indices = np.asarray(indices)
+    if not len(indices):
+        return []
+    cuts = np.flatnonzero(np.diff(indices) != 1) + 1
+    return list(zip([0, *cuts.tolist()], [*cuts.tolist(), len(indices)]))
 
 
 def open_file(path, mode: str = "r", comm=None):
@@ -27,23 +41,19 @@ def open_file(path, mode: str = "r", comm=None):
         raise
 
 
-def read_rows(path, dataset: str, indices, comm=None):
-    """Rows ``indices`` (sorted, increasing) of ``path:dataset`` along its first axis.
+def read_rows(path, dataset: str, indices, comm=None, dtype=np.float32):
+    """Rows ``indices`` (sorted, increasing) of ``path:dataset`` along its first axis, as ``dtype`` (None: as
+    stored).
 
     Consecutive indices are read as one hyperslab each, so a rank's contiguous runs cost one read apiece.
     """
-    import numpy as np
-
     indices = np.asarray(indices, dtype=np.int64)
     with open_file(path, "r", comm) as f:
         d = f[dataset]
-        out = np.empty((len(indices),) + d.shape[1:], dtype=np.float32)
-        breaks = np.flatnonzero(np.diff(indices) != 1) + 1
-        start = 0
+        out = np.empty((len(indices),) + d.shape[1:], dtype=dtype or d.dtype)
         try:
-            for run in np.split(indices, breaks) if len(indices) else []:
-                out[start:start + len(run)] = d[run[0]:run[-1] + 1]
-                start += len(run)
+            for start, stop in runs(indices):
+                d.read_direct(out, np.s_[indices[start]:indices[stop - 1] + 1], np.s_[start:stop])
         except OSError as e:
             raise InputError(path, dataset, f"reading patterns failed, truncated or corrupt file? ({e})") from None
         return out

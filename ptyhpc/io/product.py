@@ -7,9 +7,14 @@ centre), ``probe`` (1, MODES, N, N) with ``pixel_width_m``/``pixel_height_m``, `
 ``center_x_m``/``center_y_m``/``pixel_width_m``/``pixel_height_m``, ``object_layer_spacing_m`` (empty),
 ``loss_epochs``, ``loss_values``. ptyhpc adds a group ``ptyhpc`` (window corners in pixels, run facts).
 
+A checkpoint is a product file with one more group, ``checkpoint``: its attributes (epoch, algorithm, seed),
+small arrays every rank holds (the cost history) and per-position arrays (``rows``: DM's exit waves), each rank
+writing the rows of its own positions. The object is then stored in the run's precision (complex64/complex128).
+
 Writing is atomic: everything goes to ``OUT.partial`` and is renamed to ``OUT`` only when complete, so a crash
-never leaves a half-written result under the real name. With several ranks each writes its own core of the
-object: collectively through parallel HDF5 where h5py has it, otherwise by sending it to rank 0, tile by tile.
+never leaves a half-written result under the real name (and a crash while checkpointing leaves the previous
+checkpoint intact). With several ranks each writes its own core of the object (and its own rows): collectively
+through parallel HDF5 where h5py has it, otherwise by sending them to rank 0, one rank at a time.
 """
 from __future__ import annotations
 
@@ -19,16 +24,20 @@ import os
 import numpy as np
 
 from .dataset import H_PLANCK_C
-from .h5 import open_file, parallel_available
+from .h5 import open_file, parallel_available, runs
 
 EV = 1.602176634e-19
 
 
 def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=None, wavelength=None,
-                  distance=None, losses=(), comm=None, extra=None):
+                  distance=None, losses=(), comm=None, extra=None, checkpoint=None):
     """Write a product file. Every rank of ``comm`` calls this with its own ``core`` (the object on
     ``core_box`` = (y0, y1, x0, x1), host array); ``probe`` (MODES, N, N), ``scan`` (POSI, 2) global corners and
     ``losses`` [(epoch, value)] are the same on all ranks. Serial use: ``comm=None``, the core is the whole object.
+
+    ``checkpoint`` : optional dict ``attrs`` {name: scalar/str}, ``arrays`` {name: array, same on all ranks},
+    ``rows`` {name: (indices, local)}: ``local`` (len(indices), ...) holds rows ``indices`` (sorted, this rank's
+    positions) of a (POSI, ...) dataset. Its object keeps ``core``'s dtype; a plain product stores complex64.
     """
     size = comm.Get_size() if comm is not None else 1
     rank = comm.Get_rank() if comm is not None else 0
@@ -55,7 +64,8 @@ def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=Non
         f.create_dataset("probe_position_y_m", data=centres[:, 0])
         p = f.create_dataset("probe", data=np.asarray(probe)[None].astype(np.complex64))
         p.attrs.update({"pixel_width_m": px, "pixel_height_m": px})
-        o = f.create_dataset("object", shape=(1,) + tuple(shape), dtype=np.complex64)
+        odtype = np.asarray(core).dtype if checkpoint is not None else np.complex64
+        o = f.create_dataset("object", shape=(1,) + tuple(shape), dtype=odtype)
         o.attrs.update({"center_x_m": 0.0, "center_y_m": 0.0, "pixel_width_m": px, "pixel_height_m": px})
         f.create_dataset("object_layer_spacing_m", data=np.zeros(0))
         losses = list(losses)
@@ -66,30 +76,53 @@ def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=Non
         g.attrs["probe_window"] = n
         for k, v in (extra or {}).items():
             g.attrs[k] = v if isinstance(v, (int, float, str)) else json.dumps(v)
-    y0, y1, x0, x1 = core_box
+        rows = {}
+        if checkpoint is not None:
+            c = f.create_group("checkpoint")
+            c.attrs.update(checkpoint.get("attrs", {}))
+            for k, v in checkpoint.get("arrays", {}).items():
+                c.create_dataset(k, data=np.asarray(v))
+            r = c.create_group("rows")
+            for k, (_, local) in checkpoint.get("rows", {}).items():
+                rows[k] = r.create_dataset(k, shape=(len(scan),) + local.shape[1:], dtype=local.dtype)
+    # each rank's pieces: its object core, then its rows of each per-position dataset (DM's exit waves)
+    pieces = [("object", core_box, np.asarray(core, dtype=odtype if rank == 0 or parallel else None))]
+    pieces += [(k, indices, local) for k, (indices, local) in (checkpoint or {}).get("rows", {}).items()]
     if parallel:
         with o.collective:
-            o[0, y0:y1, x0:x1] = np.asarray(core, dtype=np.complex64)
+            _put(o, pieces[0][1], pieces[0][2])
+        for k, indices, local in pieces[1:]:
+            _put(rows[k], indices, local)  # independent writes: ranks have different numbers of runs
         f.close()
     elif size > 1:
         if rank == 0:
-            o[0, y0:y1, x0:x1] = core
-            for r in range(1, size):
-                box = comm.recv(source=r, tag=31)
-                block = np.empty((box[1] - box[0], box[3] - box[2]), dtype=np.complex64)
-                comm.Recv(block, source=r, tag=32)
-                o[0, box[0]:box[1], box[2]:box[3]] = block
+            for r in range(size):  # one rank at a time: rank 0 never holds more than one rank's piece
+                for i, piece in enumerate(pieces):
+                    k, where, block = piece if r == 0 else comm.recv(source=r, tag=31 + i)
+                    _put(o if k == "object" else rows[k], where, block)
             f.close()
         else:
-            comm.send(tuple(core_box), dest=0, tag=31)
-            comm.Send(np.ascontiguousarray(core, dtype=np.complex64), dest=0, tag=32)
+            for i, piece in enumerate(pieces):
+                comm.send(piece, dest=0, tag=31 + i)
     else:
-        o[0, y0:y1, x0:x1] = core
+        for k, where, block in pieces:
+            _put(o if k == "object" else rows[k], where, block)
         f.close()
     if rank == 0:
         os.replace(tmp, path)
     if comm is not None and size > 1:
         comm.Barrier()
+
+
+def _put(dset, where, block):
+    """Write ``block`` into ``dset``: the core box ``where`` = (y0, y1, x0, x1) of the (1, H, W) object, or the
+    sorted row indices ``where`` of a per-position dataset (one write per contiguous run)."""
+    if dset.ndim == 3 and len(where) == 4 and block.ndim == 2:
+        y0, y1, x0, x1 = where
+        dset[0, y0:y1, x0:x1] = block
+        return
+    for start, stop in runs(where):
+        dset[where[start]:where[stop - 1] + 1] = block[start:stop]
 
 
 def read_product(path) -> dict:
@@ -118,3 +151,33 @@ def read_product(path) -> dict:
         values = f["loss_values"][()] if "loss_values" in f else np.arange(0)
     return {"object": obj, "probe": probe, "scan": scan, "pixel_size": px,
             "losses": list(zip(epochs.tolist(), values.tolist())), "attrs": attrs}
+
+
+def read_checkpoint(path, dataset, box, indices, comm=None) -> dict:
+    """This rank's part of the checkpoint ``path`` for a run on ``dataset``: object (the tile ``box`` = (y0, y1,
+    x0, x1), in the stored precision), probe (MODES, N, N), rows {name: the rows ``indices`` of each per-position
+    dataset}, arrays {name: array} and attrs of the ``checkpoint`` group. Every rank of ``comm`` calls it."""
+    from .dataset import InputError
+    from .h5 import read_rows
+
+    if not os.path.isfile(path):
+        raise InputError(path, "-", "checkpoint file not found")
+    with open_file(path, "r", comm) as f:
+        for key in ("checkpoint", "object", "probe", "ptyhpc/scan_px"):
+            if key not in f:
+                raise InputError(path, key, "missing: not a ptyhpc checkpoint")
+        scan = f["ptyhpc/scan_px"][()]
+        if scan.shape != dataset.scan.shape or not np.allclose(scan, dataset.scan, atol=1e-6):
+            raise InputError(path, "ptyhpc/scan_px", f"positions differ from those of {dataset.path}: a checkpoint "
+                             "of another scan?")
+        o = f["object"]
+        if o.shape[-2:] != tuple(dataset.object_shape):
+            raise InputError(path, "object", f"shape {o.shape[-2:]} is not the object shape "
+                             f"{tuple(dataset.object_shape)} of {dataset.path}")
+        y0, y1, x0, x1 = box
+        out = {"object": o[0, y0:y1, x0:x1], "probe": f["probe"][()].reshape((-1, dataset.n, dataset.n)),
+               "attrs": dict(f["checkpoint"].attrs)}
+        out["arrays"] = {k: v[()] for k, v in f["checkpoint"].items() if k != "rows"}
+        names = list(f["checkpoint/rows"])
+    out["rows"] = {k: read_rows(path, f"checkpoint/rows/{k}", indices, comm, dtype=None) for k in names}
+    return out

@@ -1,0 +1,145 @@
+"""Read throughput of each rank reading its own patterns: 1, 2, 4 ranks, mpio vs independent, on a >= 2 GB CXI.
+
+The file: 33,000 diffraction patterns of 128^2 float32 (2.16 GB) in chunks of one pattern, as beamlines write
+them, on a 182 x 182 raster. Each run is ``mpiexec -n R python scripts/bench_io.py --worker FILE``: every rank
+takes its share of the RCB partition ptyhpc itself uses (spatially compact, so not one contiguous block of rows)
+and reads it through ``Dataset.read_patterns`` (the path a reconstruction takes); the time is from a barrier
+before the reads to the slowest rank's end. The independent path is what a serial h5py does and is forced with
+PTYHPC_MPIO=0. "cold": the page cache was dropped before the run (needs root), so the disk is read; "warm": the
+same run again with the file cached, so what is measured is HDF5 and the copies. Writes benchmarks/io.json.
+
+    .venv/bin/python scripts/bench_io.py [--patterns 33000] [--ranks 1 2 4] [--keep FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import save  # noqa: E402
+
+
+def make_file(path, count, n=128, seed=0):
+    """A CXI of ``count`` Poisson patterns (a few hundred distinct ones repeated), written block by block."""
+    import h5py
+
+    from ptyhpc.simulate import SimConfig, simulate
+
+    cfg = SimConfig(object_size=384, probe_size=n, positions=256, seed=seed)
+    base, *_ = simulate(cfg)
+    base = np.fft.fftshift(base, axes=(-2, -1)).astype(np.float32)
+    side = int(np.ceil(np.sqrt(count)))
+    yy, xx = np.divmod(np.arange(count), side)
+    pixel = 1e-8
+    translation = np.zeros((count, 3))
+    translation[:, 0] = -(xx * 4.0) * pixel
+    translation[:, 1] = -(yy * 4.0) * pixel
+    tmp = f"{path}.partial"
+    with h5py.File(tmp, "w") as f:
+        det = f.create_group("entry_1/instrument_1/detector_1")
+        d = det.create_dataset("data", shape=(count, n, n), dtype=np.float32, chunks=(1, n, n))
+        for i in range(0, count, len(base)):
+            m = min(len(base), count - i)
+            d[i:i + m] = base[:m]
+        det["distance"] = cfg.distance_m
+        det["x_pixel_size"] = det["y_pixel_size"] = cfg.detector_pixel_m
+        f["entry_1/instrument_1/source_1/energy"] = cfg.energy_ev * 1.602176634e-19
+        f["entry_1/sample_1/geometry_1/translation"] = translation
+        f.create_group("entry_1/data_1")
+        f["entry_1/data_1/data"] = h5py.SoftLink("/entry_1/instrument_1/detector_1/data")
+    os.replace(tmp, path)
+
+
+def worker(path):
+    """One rank: read my partition share; rank 0 prints JSON with the slowest rank's time."""
+    from mpi4py import MPI
+
+    from ptyhpc.io import load
+    from ptyhpc.partition import partition
+
+    comm = MPI.COMM_WORLD
+    d = load(path)
+    mine = partition(d.scan, d.n, d.object_shape, comm.Get_size()).indices(comm.Get_rank())
+    comm.Barrier()
+    t0 = time.perf_counter()
+    patterns = d.read_patterns(mine, comm)
+    seconds = comm.allreduce(time.perf_counter() - t0, op=MPI.MAX)
+    read = comm.allreduce(d.patterns_read)
+    runs = comm.allreduce(int((np.diff(np.sort(mine)) != 1).sum()) + 1)
+    if comm.Get_rank() == 0:
+        from ptyhpc.io.h5 import parallel_available
+
+        print(json.dumps({"seconds": seconds, "patterns": read, "bytes": read * patterns[0].nbytes,
+                          "hyperslab_runs": runs, "mpio": parallel_available() and comm.Get_size() > 1}))
+
+
+def drop_caches() -> bool:
+    try:
+        subprocess.run(["sync"], check=True)
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def run(path, ranks, mpio):
+    env = dict(os.environ, PTYHPC_MPIO="1" if mpio else "0", OMP_NUM_THREADS="1")
+    cmd = ["mpiexec", "-n", str(ranks), sys.executable, os.path.abspath(__file__), "--worker", path]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-2000:])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--patterns", type=int, default=33000)
+    p.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 4])
+    p.add_argument("--keep", help="make (or reuse) the file here instead of a temporary folder")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        return worker(args.worker)
+    import h5py
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = args.keep or os.path.join(tmp, "big.cxi")
+        if not os.path.exists(path):
+            t0 = time.perf_counter()
+            make_file(path, args.patterns)
+            print(f"wrote {path} in {time.perf_counter() - t0:.0f} s")
+        size = os.path.getsize(path)
+        print(f"{args.patterns} patterns of 128x128 float32, file {size / 1e9:.2f} GB; parallel h5py: "
+              f"{bool(h5py.get_config().mpi)}")
+        rows = []
+        print(f"{'ranks':>5} {'path':>12} {'cold pat/s':>11} {'cold MB/s':>10} {'warm pat/s':>11} {'warm MB/s':>10}")
+        for ranks in args.ranks:
+            for mpio in ((True, False) if ranks > 1 else (False,)):  # one rank never opens with mpio
+                cold = drop_caches()
+                first = run(path, ranks, mpio)
+                second = run(path, ranks, mpio)
+                kind = "mpio" if first["mpio"] and ranks > 1 else "independent" if ranks > 1 else "serial"
+                row = {"ranks": ranks, "path": kind, "cold": cold,
+                       "first_read": first, "second_read": second,
+                       "first_patterns_per_s": first["patterns"] / first["seconds"],
+                       "second_patterns_per_s": second["patterns"] / second["seconds"]}
+                rows.append(row)
+                print(f"{ranks:>5} {row['path']:>12} {row['first_patterns_per_s']:>11.0f} "
+                      f"{first['bytes'] / first['seconds'] / 1e6:>10.0f} {row['second_patterns_per_s']:>11.0f} "
+                      f"{second['bytes'] / second['seconds'] / 1e6:>10.0f}"
+                      + ("" if cold else "   (page cache NOT dropped: not root?)"))
+    save("io", {"file_bytes": size, "patterns": args.patterns, "pattern_shape": [128, 128], "chunks": "1 pattern",
+                "note": "first_read after dropping the page cache when cold=true (disk), second_read warm (cache)",
+                "runs": rows})
+
+
+if __name__ == "__main__":
+    main()
