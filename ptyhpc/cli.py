@@ -1,4 +1,4 @@
-"""Command line: ``ptyhpc simulate | reconstruct | compare | info``.
+"""Command line: ``ptyhpc simulate | reconstruct | compare | info | submit | scaling``.
 
 ``cli`` only wires the modules together. Under ``mpiexec -n R`` the same ``reconstruct`` command runs on R ranks;
 an error on any rank prints one line naming the rank and aborts every rank (no rank is left waiting).
@@ -122,6 +122,41 @@ def _reconstruct(args) -> int:
     return 0
 
 
+def _site(args):
+    from .launch import load_site
+
+    return load_site(args.site, queue=args.queue, walltime=args.walltime, account=args.account,
+                     partition=args.partition)
+
+
+def _submit(args) -> int:
+    from .launch.submit import submit
+
+    extra = _forward(args)
+    return submit(_site(args), args.input, args.output, extra, nodes=args.nodes, ranks_per_node=args.ranks,
+                  dry_run=args.dry_run)
+
+
+def _scaling(args) -> int:
+    from .launch import scaling
+
+    extra = _forward(args)
+    nodes = [int(x) for x in args.nodes.split(",")]
+    if args.collect:
+        summary = scaling.collect(args.collect, args.mode)
+        path, png = scaling.write_summary(summary, args.folder)
+    else:
+        site = _site(args)
+        ranks = [int(x) for x in (args.ranks or str(site.ranks_per_node)).split(",")]
+        summary, path, png = scaling.campaign(site, args.input, args.folder, nodes, ranks, args.mode, extra,
+                                              positions_per_rank=args.positions_per_rank)
+    for r in summary["runs"]:
+        print(f"{r['ranks']:4d} rank(s)  {r['seconds_per_epoch']:.4f} s/iteration  efficiency "
+              f"{r['efficiency']:.2f}  halo {r['halo_bytes_per_epoch'] / 1e6:.3f} MB/iteration")
+    print(f"wrote {path} and {png}")
+    return 0
+
+
 def _compare(args) -> int:
     from .compare import compare_files
 
@@ -160,6 +195,53 @@ def _info(args) -> int:
     return 0
 
 
+RECONSTRUCT_PATHS = ("probe", "config", "resume")
+"""Reconstruct options that name files: made absolute when forwarded to a job that runs elsewhere."""
+
+
+def _reconstruct_options(r) -> list:
+    """Add the options of ``ptyhpc reconstruct`` (all but INPUT and -o) to ``r``; returns their actions, which
+    ``submit`` and ``scaling`` forward (``_forward``)."""
+    first = len(r._actions)
+    r.add_argument("--algorithm", choices=("rpie", "dm", "lsqml"))
+    r.add_argument("--epochs", type=int)
+    r.add_argument("--probe-modes", type=int)
+    r.add_argument("--probe", help="initial probe: .npy (MODES, N, N) or a product file")
+    r.add_argument("--config", help="TOML file with a [reconstruct] table")
+    r.add_argument("--device", choices=("cpu", "gpu", "auto"))
+    r.add_argument("--batch-size", type=int)
+    r.add_argument("--batching", choices=("random", "compact"))
+    r.add_argument("--noise", choices=("gaussian", "poisson"))
+    r.add_argument("--precision", choices=("complex64", "complex128"))
+    r.add_argument("--seed", type=int)
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other setting (repeatable)")
+    r.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                   help="write OUT.checkpoint.h5 every N epochs (always on SIGTERM/SIGUSR1)")
+    r.add_argument("--resume", metavar="CHECKPOINT", help="continue from a checkpoint (any number of ranks)")
+    r.add_argument("--flip-translation", action="store_true",
+                   help="CXI translations are probe positions, not sample motions")
+    r.add_argument("--no-preview", action="store_true", help="do not write the PNG preview")
+    r.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    r.add_argument("-v", "--verbose", action="store_true")
+    return [a for a in r._actions[first:]]
+
+
+def _forward(args) -> list:
+    """The reconstruct options given on this command line, as arguments for ``ptyhpc reconstruct``."""
+    out = []
+    for action in args.reconstruct_actions:
+        value = getattr(args, action.dest)
+        if value is None or value is False or value == action.default:
+            continue
+        flag = action.option_strings[-1]
+        if value is True:
+            out.append(flag)
+        else:
+            for v in value if isinstance(value, list) else [value]:
+                out += [flag, os.path.abspath(v) if action.dest in RECONSTRUCT_PATHS else str(v)]
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ptyhpc", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -182,26 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("reconstruct", help="reconstruct object and probe (runs unchanged under mpiexec -n R)")
     r.add_argument("input", help="CXI file, tike npz (.npz/.npz.bz2) or Ptychodus input folder")
     r.add_argument("-o", "--output", required=True, help="product file to write (HDF5)")
-    r.add_argument("--algorithm", choices=("rpie", "dm", "lsqml"))
-    r.add_argument("--epochs", type=int)
-    r.add_argument("--probe-modes", type=int)
-    r.add_argument("--probe", help="initial probe: .npy (MODES, N, N) or a product file")
-    r.add_argument("--config", help="TOML file with a [reconstruct] table")
-    r.add_argument("--device", choices=("cpu", "gpu", "auto"))
-    r.add_argument("--batch-size", type=int)
-    r.add_argument("--batching", choices=("random", "compact"))
-    r.add_argument("--noise", choices=("gaussian", "poisson"))
-    r.add_argument("--precision", choices=("complex64", "complex128"))
-    r.add_argument("--seed", type=int)
-    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other setting (repeatable)")
-    r.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
-                   help="write OUT.checkpoint.h5 every N epochs (always on SIGTERM/SIGUSR1)")
-    r.add_argument("--resume", metavar="CHECKPOINT", help="continue from a checkpoint (any number of ranks)")
-    r.add_argument("--flip-translation", action="store_true",
-                   help="CXI translations are probe positions, not sample motions")
-    r.add_argument("--no-preview", action="store_true", help="do not write the PNG preview")
-    r.add_argument("--quiet", action="store_true", help="no per-epoch progress")
-    r.add_argument("-v", "--verbose", action="store_true")
+    _reconstruct_options(r)
     r.set_defaults(run=_reconstruct)
 
     c = sub.add_parser("compare", help="object and probe NRMSE of a result against ground truth")
@@ -213,6 +276,33 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="describe a supported file (input or product)")
     i.add_argument("file")
     i.set_defaults(run=_info)
+
+    def site_options(q):
+        q.add_argument("--site", default="local", help="site profile: local, slurm, polaris, or a .toml file")
+        q.add_argument("--queue", help="PBS queue (overrides the profile)")
+        q.add_argument("--partition", help="Slurm partition (overrides the profile)")
+        q.add_argument("--walltime", help="HH:MM:SS (overrides the profile)")
+        q.add_argument("--account", help="allocation/project (overrides the profile)")
+
+    u = sub.add_parser("submit", help="run a reconstruction on a site through Parsl (workstation, Slurm, Polaris)")
+    u.add_argument("input")
+    u.add_argument("-o", "--output", required=True)
+    site_options(u)
+    u.add_argument("--nodes", type=int, default=1)
+    u.add_argument("--ranks", type=int, help="MPI ranks per node (default: the profile's ranks_per_node)")
+    u.add_argument("--dry-run", action="store_true", help="print the batch script and mpiexec line, run nothing")
+    u.set_defaults(run=_submit, reconstruct_actions=_reconstruct_options(u.add_argument_group("reconstruct options")))
+
+    g = sub.add_parser("scaling", help="a strong/weak scaling campaign on a site: JSON + PNG")
+    g.add_argument("input", nargs="?", help="the data for strong scaling (default: a simulated set)")
+    g.add_argument("-o", "--folder", default="scaling", help="folder for the runs, scaling.json and scaling.png")
+    site_options(g)
+    g.add_argument("--nodes", default="1", help="node counts, comma-separated (e.g. 1,2,4)")
+    g.add_argument("--ranks", help="ranks per node, comma-separated (e.g. 1,2)")
+    g.add_argument("--mode", choices=("strong", "weak"), default="strong")
+    g.add_argument("--positions-per-rank", type=int, default=150, help="weak scaling: simulated positions per rank")
+    g.add_argument("--collect", nargs="+", metavar="RESULT", help="only summarise these finished runs")
+    g.set_defaults(run=_scaling, reconstruct_actions=_reconstruct_options(g.add_argument_group("reconstruct options")))
     return p
 
 

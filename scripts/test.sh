@@ -3,10 +3,12 @@
 #   1. every test in one process (tests marked mpi skip there; the CLI and malformed-input tests start
 #      mpiexec themselves),
 #   2. the MPI tests under mpiexec -n 2 and -n 4 (oversubscribed on small machines).
+# Before them it starts Slurm on localhost (scripts/slurm_local.sh, as root) for the Parsl + Slurm test.
 # A hung rank cannot hang the suite: pytest-timeout bounds each test and `timeout` each mpiexec run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/slurm_local.sh  # a real Slurm on localhost for `ptyhpc submit --site slurm` (tests skip without it)
 PY=.venv/bin/python
 export PYTHONDONTWRITEBYTECODE=1
 "$PY" -m pytest -q -p no:cacheprovider --timeout=600 tests

@@ -9,7 +9,7 @@ import pytest
 JOBS = pathlib.Path(__file__).resolve().parents[1] / "jobs"
 
 
-@pytest.mark.parametrize("name", ["polaris.pbs", "affinity.sh"])
+@pytest.mark.parametrize("name", ["polaris.pbs", "polaris_scaling.pbs", "affinity.sh"])
 def test_scripts_parse(name):
     assert subprocess.run(["bash", "-n", str(JOBS / name)]).returncode == 0
 
@@ -22,6 +22,16 @@ def test_polaris_pbs_conventions():
                     r"export MPICH_GPU_SUPPORT_ENABLED=1", r"--ppn \"?\$\{?NRANKS_PER_NODE", r"--depth",
                     r"--cpu-bind depth", r"affinity\.sh\" python -m ptyhpc reconstruct", r"--device gpu",
                     r"--checkpoint-every", r"--resume \"\$\{CHECKPOINT\}\""):
+        assert re.search(pattern, text), pattern
+
+
+def test_polaris_scaling_pbs_conventions():
+    text = (JOBS / "polaris_scaling.pbs").read_text()
+    for pattern in (r"#PBS -l select=\d+:system=polaris", r"#PBS -l place=scatter", r"#PBS -l filesystems=home:eagle",
+                    r"#PBS -l walltime=\d\d:\d\d:\d\d", r"#PBS -q debug-scaling", r"export TMPDIR=/tmp",
+                    r"export MPICH_GPU_SUPPORT_ENABLED=1", r"for \(\(n = 1; n <= NNODES; n \*= 2\)\)",
+                    r"--hostfile", r"--cpu-bind depth", r"affinity\.sh\" python -m ptyhpc reconstruct",
+                    r"python -m ptyhpc scaling --collect"):
         assert re.search(pattern, text), pattern
 
 

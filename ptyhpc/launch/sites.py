@@ -1,0 +1,96 @@
+"""Site profiles: where and how a reconstruction is launched, in a TOML file the user edits once.
+
+``load_site(name)`` looks for ``NAME.toml`` in ``$PTYHPC_SITES``, then ``~/.config/ptyhpc/sites/``, then the
+profiles shipped with ptyhpc (``local``, ``slurm``, ``polaris``); a path to a ``.toml`` file works too. The file
+has one ``[site]`` table whose keys are the fields of ``Site``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import sys
+from dataclasses import dataclass
+
+from ..config import tomllib
+
+SHIPPED = pathlib.Path(__file__).with_name("sites")
+CHECKOUT = pathlib.Path(__file__).resolve().parents[2]
+"""The ptyhpc checkout (holds jobs/) when ptyhpc runs from one."""
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    provider: str
+    """'local' (LocalProvider), 'slurm' (SlurmProvider) or 'pbspro' (PBSProProvider)."""
+    account: str = ""
+    queue: str = ""
+    """PBS queue."""
+    partition: str = ""
+    """Slurm partition."""
+    walltime: str = "00:30:00"
+    filesystems: str = ""
+    """PBS ``-l filesystems=`` (Polaris requires it)."""
+    place: str = ""
+    """PBS ``-l place=``."""
+    select_options: str = ""
+    """Appended to PBS ``-l select=N:ncpus=C`` (Polaris: ``ngpus=4:system=polaris``)."""
+    cpus_per_node: int = 1
+    cores_per_node: int = 0
+    exclusive: bool = False
+    ranks_per_node: int = 1
+    device: str = "cpu"
+    scheduler_options: str = ""
+    """Extra scheduler lines (``#PBS ...`` / ``#SBATCH ...``)."""
+    worker_init: str = ""
+    """Shell lines run in the batch job before the Parsl worker starts (modules, environment)."""
+    python: str = ""
+    """Python on the compute nodes; '' = this interpreter (a shared filesystem)."""
+    launcher_options: str = ""
+    """Appended to ``mpiexec -n R -ppn M -hosts H``."""
+    wrapper: str = ""
+    """A program every rank starts through (GPU affinity); relative paths are taken from the ptyhpc checkout."""
+    address_interface: str = ""
+    """Network interface the workers reach this machine on; '' = 127.0.0.1 (everything on this machine)."""
+
+    @property
+    def python_command(self) -> str:
+        return self.python or sys.executable
+
+    @property
+    def wrapper_path(self) -> str:
+        if not self.wrapper or os.path.isabs(self.wrapper):
+            return self.wrapper
+        return str(CHECKOUT / self.wrapper)
+
+
+def site_file(name: str) -> pathlib.Path:
+    """The TOML file for ``name`` (a path, or a profile name looked up as described in the module docstring)."""
+    if name.endswith(".toml"):
+        return pathlib.Path(name)
+    folders = [os.environ.get("PTYHPC_SITES", ""), os.path.expanduser("~/.config/ptyhpc/sites"), str(SHIPPED)]
+    for folder in filter(None, folders):
+        path = pathlib.Path(folder) / f"{name}.toml"
+        if path.is_file():
+            return path
+    raise ValueError(f"site {name!r}: no {name}.toml in {', '.join(filter(None, folders))}")
+
+
+def load_site(name: str, **overrides) -> Site:
+    """The ``Site`` of profile ``name``, with ``overrides`` (those not None) applied."""
+    path = site_file(name)
+    try:
+        with open(path, "rb") as f:
+            table = tomllib.load(f).get("site", {})
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ValueError(f"{path}: cannot read the site profile ({e})") from None
+    known = {f.name for f in dataclasses.fields(Site)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ValueError(f"{path}: [site]: unknown setting(s) {unknown}; known: {sorted(known - {'name'})}")
+    table.update({k: v for k, v in overrides.items() if v is not None})
+    table.setdefault("name", path.stem)
+    if table.get("provider") not in ("local", "slurm", "pbspro"):
+        raise ValueError(f"{path}: [site]: provider must be 'local', 'slurm' or 'pbspro', not {table.get('provider')!r}")
+    return Site(**table)
