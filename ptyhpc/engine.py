@@ -97,14 +97,13 @@ class Reconstruction:
             h = self.history
             h.epochs, h.costs, h.seconds = (ck["arrays"][k].tolist() for k in ("epochs", "costs", "seconds"))
             self.epoch = int(ck["attrs"]["epoch"])
-        if ck is not None and probe.shape[0] == cfg.probe_modes:
-            pass  # the checkpoint's probe as it was: already orthogonal and scaled
-        elif probe is None:
+        if probe is None:
             probe = dataset.probe
         if probe is None:
             mean = self.comm.allreduce(patterns.sum(axis=0, dtype=np.float64)) / dataset.count
             probe = probe_from_data(np.asarray(mean))
-        if ck is None or probe.shape[0] != cfg.probe_modes:
+        same_modes = ck is not None and probe.shape[0] == cfg.probe_modes
+        if not same_modes:  # a checkpoint's probe stays as it was: already orthogonal and scaled
             probe = add_modes(np.array(probe, dtype=np.complex64), cfg.probe_modes)  # a copy: never scale the caller's
             probe *= np.sqrt(mean_power / physics.probe_power(probe))
         self.mean_power = mean_power
@@ -118,7 +117,7 @@ class Reconstruction:
         self.state = LocalState.create(self.xp, dtype, tile, dataset.scan[idx], idx, patterns, dataset.mask,
                                        probe, tile_obj)
         self.astate = self.algorithm.init(self.state, cfg)
-        if ck is not None and ck["attrs"]["algorithm"] == cfg.algorithm:
+        if same_modes and ck["attrs"]["algorithm"] == cfg.algorithm:  # else the algorithm state starts afresh
             for name in self.algorithm.CHECKPOINT:
                 setattr(self.astate, name, self.xp.asarray(ck["rows"][name], dtype=getattr(self.astate, name).dtype))
         self.stop_signal = 0

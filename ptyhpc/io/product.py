@@ -8,8 +8,8 @@ centre), ``probe`` (1, MODES, N, N) with ``pixel_width_m``/``pixel_height_m``, `
 ``loss_epochs``, ``loss_values``. ptyhpc adds a group ``ptyhpc`` (window corners in pixels, run facts).
 
 A checkpoint is a product file with one more group, ``checkpoint``: its attributes (epoch, algorithm, seed),
-small arrays every rank holds (the cost history) and per-position arrays (``rows``: DM's exit waves), each rank
-writing the rows of its own positions. The object is then stored in the run's precision (complex64/complex128).
+small arrays every rank holds (the cost history) and, in ``checkpoint/rows``, per-position arrays (DM's exit
+waves), each rank writing the rows of its own positions. The object is then stored in the run's precision (complex64/complex128).
 
 Writing is atomic: everything goes to ``OUT.partial`` and is renamed to ``OUT`` only when complete, so a crash
 never leaves a half-written result under the real name (and a crash while checkpointing leaves the previous
@@ -90,23 +90,23 @@ def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=Non
     pieces += [(k, indices, local) for k, (indices, local) in (checkpoint or {}).get("rows", {}).items()]
     if parallel:
         with o.collective:
-            _put(o, pieces[0][1], pieces[0][2])
-        for k, indices, local in pieces[1:]:
-            _put(rows[k], indices, local)  # independent writes: ranks have different numbers of runs
+            _put(o, *pieces[0])
+        for piece in pieces[1:]:
+            _put(rows[piece[0]], *piece)  # independent writes: ranks have different numbers of runs
         f.close()
     elif size > 1:
         if rank == 0:
             for r in range(size):  # one rank at a time: rank 0 never holds more than one rank's piece
                 for i, piece in enumerate(pieces):
                     k, where, block = piece if r == 0 else comm.recv(source=r, tag=31 + i)
-                    _put(o if k == "object" else rows[k], where, block)
+                    _put(o if k == "object" else rows[k], k, where, block)
             f.close()
         else:
             for i, piece in enumerate(pieces):
                 comm.send(piece, dest=0, tag=31 + i)
     else:
         for k, where, block in pieces:
-            _put(o if k == "object" else rows[k], where, block)
+            _put(o if k == "object" else rows[k], k, where, block)
         f.close()
     if rank == 0:
         os.replace(tmp, path)
@@ -114,10 +114,10 @@ def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=Non
         comm.Barrier()
 
 
-def _put(dset, where, block):
-    """Write ``block`` into ``dset``: the core box ``where`` = (y0, y1, x0, x1) of the (1, H, W) object, or the
-    sorted row indices ``where`` of a per-position dataset (one write per contiguous run)."""
-    if dset.ndim == 3 and len(where) == 4 and block.ndim == 2:
+def _put(dset, key, where, block):
+    """Write ``block`` into ``dset``: for ``key`` 'object' the core box ``where`` = (y0, y1, x0, x1) of the
+    (1, H, W) object, else the sorted row indices ``where`` of a per-position dataset (one write per run)."""
+    if key == "object":
         y0, y1, x0, x1 = where
         dset[0, y0:y1, x0:x1] = block
         return
