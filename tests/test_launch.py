@@ -133,3 +133,8 @@ def test_scaling_local_writes_json_and_png(tmp_path):
     assert runs[0]["efficiency"] == 1.0
     assert (tmp_path / "scaling.png").stat().st_size > 10_000
     assert "wrote" in r.stdout
+    # the same summary from the finished runs alone (what jobs/polaris_scaling.pbs does after each run)
+    ptyhpc("scaling", "--collect", *[run["file"] for run in runs], "-o", tmp_path / "again")
+    again = json.loads((tmp_path / "again" / "scaling.json").read_text())["runs"]
+    assert [(a["ranks"], a["seconds_per_epoch"], a["efficiency"]) for a in again] == \
+        [(a["ranks"], a["seconds_per_epoch"], a["efficiency"]) for a in runs]

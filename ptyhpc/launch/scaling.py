@@ -90,6 +90,7 @@ def plot(summary: dict, png: str) -> None:
 
 def write_summary(summary: dict, folder: str) -> tuple[str, str]:
     """Write ``folder/scaling.json`` (atomically) and ``folder/scaling.png``."""
+    os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, "scaling.json")
     with open(path + ".partial", "w") as f:
         json.dump(summary, f, indent=1)
