@@ -45,15 +45,37 @@ def read_rows(path, dataset: str, indices, comm=None, dtype=np.float32):
     """Rows ``indices`` (sorted, increasing) of ``path:dataset`` along its first axis, as ``dtype`` (None: as
     stored).
 
-    Consecutive indices are read as one hyperslab each, so a rank's contiguous runs cost one read apiece.
+    Each run of consecutive indices is one hyperslab. Under mpio (every rank of ``comm`` calls this) a rank's
+    hyperslabs form one selection read in a single collective call, so MPI-IO can aggregate the ranks'
+    requests; otherwise each run is one read.
     """
     indices = np.asarray(indices, dtype=np.int64)
     with open_file(path, "r", comm) as f:
         d = f[dataset]
         out = np.empty((len(indices),) + d.shape[1:], dtype=dtype or d.dtype)
         try:
-            for start, stop in runs(indices):
-                d.read_direct(out, np.s_[indices[start]:indices[stop - 1] + 1], np.s_[start:stop])
+            if f.driver == "mpio":
+                _read_collective(d, indices, out)
+            else:
+                for start, stop in runs(indices):
+                    d.read_direct(out, np.s_[indices[start]:indices[stop - 1] + 1], np.s_[start:stop])
         except OSError as e:
             raise InputError(path, dataset, f"reading patterns failed, truncated or corrupt file? ({e})") from None
         return out
+
+
+def _read_collective(d, indices, out) -> None:
+    """Read rows ``indices`` of dataset ``d`` into ``out`` with one collective H5Dread (a union of hyperslabs)."""
+    from h5py import h5fd, h5p, h5s
+
+    tail = tuple(d.shape[1:])
+    fspace = d.id.get_space()
+    fspace.select_none()
+    for start, stop in runs(indices):
+        fspace.select_hyperslab((int(indices[start]),) + (0,) * len(tail), (stop - start,) + tail, op=h5s.SELECT_OR)
+    mspace = h5s.create_simple(out.shape)
+    if not len(indices):
+        mspace.select_none()
+    dxpl = h5p.create(h5p.DATASET_XFER)
+    dxpl.set_dxpl_mpio(h5fd.MPIO_COLLECTIVE)
+    d.id.read(mspace, fspace, out, dxpl=dxpl)
