@@ -36,6 +36,10 @@ class ReconConfig:
     """rPIE probe regularisation; 1 gives the ePIE-like step normalised by max |O|^2, robust on real data."""
     noise: str = "gaussian"
     """Noise model of the misfit and of LSQML's far-field step: 'gaussian' (amplitude) or 'poisson'."""
+    dm_power_bound: float = 1.0
+    """DM: relax the modulus projection to the noise (Thibault & Guizar-Sicairos 2012): a pattern whose mean squared
+    amplitude misfit is within this many times what Poisson noise gives is left alone, others are moved onto that
+    bound; 0 = the plain projection, which diverges on noisy data (data in photon counts)."""
     dm_inner: int = 1
     """DM: object/probe alternations per iteration (overlap-projection inner loop)."""
     lsqml_beta: float = 0.9

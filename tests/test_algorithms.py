@@ -8,12 +8,12 @@ from ptyhpc.compare import object_errors, probe_error
 from ptyhpc.config import ReconConfig
 from ptyhpc.engine import Reconstruction
 
-# (settings, epochs, object NRMSE bound); measured on this machine: rPIE 0.031, LSQML 0.041, DM 0.073,
+# (settings, epochs, object NRMSE bound); measured on this machine: rPIE 0.031, LSQML 0.041, DM 0.054,
 # LSQML-Poisson 0.045, rPIE with 2 modes 0.034, rPIE complex128 0.031
 CASES = [
     (dict(algorithm="rpie"), 30, 0.038),
     (dict(algorithm="lsqml"), 30, 0.050),
-    (dict(algorithm="dm"), 30, 0.088),
+    (dict(algorithm="dm"), 30, 0.065),
     (dict(algorithm="lsqml", noise="poisson"), 30, 0.055),
     (dict(algorithm="rpie", probe_modes=2), 30, 0.041),
     (dict(algorithm="rpie", precision="complex128"), 30, 0.038),
@@ -36,6 +36,18 @@ def test_reconstruction_error_against_ground_truth(settings, epochs, bound):
     costs = rec.history.costs
     assert costs[-1] < 0.15 * costs[0]
     assert len(costs) == epochs
+
+
+def test_dm_with_the_power_bound_does_not_diverge():
+    """Plain DM (dm_power_bound=0) diverges on noisy data; relaxed to the Poisson noise it does not. Measured on
+    this set at 30/60/90/120 iterations: plain 0.074/0.199/0.276/0.339, relaxed 0.054/0.049/0.049/0.050."""
+    d, truth, p0 = small_dataset()
+    rec = Reconstruction(d, ReconConfig(algorithm="dm"), probe=p0)
+    errors = []
+    for _ in range(2):
+        rec.iterate(30)
+        errors.append(object_errors(rec.gather_object(), d.scan, truth["object"], truth["scan"], d.n)["object_nrmse_ramp"])
+    assert errors[1] <= errors[0]
 
 
 def test_compact_batching_also_converges():

@@ -89,9 +89,32 @@ def exit_wave_update(state, astate, stack, b, cfg):
     misfit = float(physics.cost(predicted, measured, state.mask, cfg.noise))
     psi = astate.psi[bx]
     reflected = 2 * farfield - physics.fft2(psi)
-    ratio = physics.modulus_ratio(physics.intensity(reflected), measured, state.mask)
+    ratio = power_bound_ratio(physics.intensity(reflected), measured, state.mask, cfg.dm_power_bound)
     astate.psi[bx] = psi + physics.ifft2(reflected * ratio[:, None] - farfield)
     return misfit
+
+
+def power_bound_ratio(predicted, measured, mask, bound):
+    """Relaxed modulus projection: the power bound of Thibault & Guizar-Sicairos (New J. Phys. 14, 063004, 2012).
+
+    A pattern whose mean squared amplitude deviation err = <(sqrt(I) - sqrt(d))^2> over valid pixels is within
+    ``bound`` times what Poisson noise alone gives, pbound = bound <d / (1 + 4 d)> (the variance of the square
+    root of Poisson counts: d for faint pixels, 1/4 for bright ones), is left alone; otherwise its amplitudes move
+    to sqrt(d) + (sqrt(I) - sqrt(d)) sqrt(pbound / err), onto the bound. ``bound`` = 0 is the plain modulus
+    projection. Data in photon counts. Returns the factor for the far field, (BATCH, N, N).
+    """
+    ratio = physics.modulus_ratio(predicted, measured, mask)
+    if bound <= 0:
+        return ratio
+    xp = physics.array_module(predicted)
+    valid = max(int(mask.sum()), 1)
+    a, s = xp.sqrt(predicted), xp.sqrt(measured)
+    err = (((a - s) ** 2) * mask).sum(axis=(1, 2)) / valid
+    pbound = bound * ((measured / (1 + 4 * measured)) * mask).sum(axis=(1, 2)) / valid
+    renorm = xp.sqrt(pbound / xp.maximum(err, 1e-30))[:, None, None]
+    relaxed = xp.where(err[:, None, None] > pbound[:, None, None], renorm + (1 - renorm) * ratio, 1)
+    return xp.where(mask, relaxed, 1).astype(ratio.dtype)  # (s + (a - s) r) / a on valid pixels
+
 
 
 def iterate(state, astate, comm, cfg, batches, update_probe=True):
