@@ -1,11 +1,11 @@
-"""Read throughput of each rank reading its own patterns: 1, 2, 4 ranks, mpio vs independent, on a >= 2 GB CXI.
+"""Read throughput of each rank reading its own patterns: 1, 2, 4 ranks, three read paths, on a >= 2 GB CXI.
 
 The file: 33,000 diffraction patterns of 128^2 float32 (2.16 GB) in chunks of one pattern, as beamlines write
 them, on a 182 x 182 raster. Each run is ``mpiexec -n R python scripts/bench_io.py --worker FILE``: every rank
 takes its share of the RCB partition ptyhpc itself uses (spatially compact, so not one contiguous block of rows)
 and reads it through ``Dataset.read_patterns`` (the path a reconstruction takes); the time is from a barrier
-before the reads to the slowest rank's end. The independent path is what a serial h5py does and is forced with
-PTYHPC_MPIO=0. "cold": the page cache was dropped before the run (needs root), so the disk is read; "warm": the
+before the reads to the slowest rank's end. Paths (see PATHS): mpio with independent reads, mpio with one collective read per
+rank (PTYHPC_COLLECTIVE_READ=1), and independent opens (what a serial h5py does; PTYHPC_MPIO=0). "cold": the page cache was dropped before the run (needs root), so the disk is read; "warm": the
 same run again with the file cached, so what is measured is HDF5 and the copies. Writes benchmarks/io.json.
 
     .venv/bin/python scripts/bench_io.py [--patterns 33000] [--ranks 1 2 4] [--keep FILE]
@@ -90,8 +90,14 @@ def drop_caches() -> bool:
         return False
 
 
-def run(path, ranks, mpio):
-    env = dict(os.environ, PTYHPC_MPIO="1" if mpio else "0", OMP_NUM_THREADS="1")
+PATHS = {"serial": {}, "mpio": {"PTYHPC_MPIO": "1"},
+         "mpio-collective": {"PTYHPC_MPIO": "1", "PTYHPC_COLLECTIVE_READ": "1"}, "independent": {"PTYHPC_MPIO": "0"}}
+"""Read paths: one rank; mpio with one independent read per run of rows; mpio with one collective read of a
+rank's union of rows; each rank opening the file on its own (what a serial h5py does)."""
+
+
+def run(path, ranks, kind):
+    env = dict(os.environ, OMP_NUM_THREADS="1", **PATHS[kind])
     cmd = ["mpiexec", "-n", str(ranks), sys.executable, os.path.abspath(__file__), "--worker", path]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     if r.returncode != 0:
@@ -120,19 +126,18 @@ def main():
         print(f"{args.patterns} patterns of 128x128 float32, file {size / 1e9:.2f} GB; parallel h5py: "
               f"{bool(h5py.get_config().mpi)}")
         rows = []
-        print(f"{'ranks':>5} {'path':>12} {'cold pat/s':>11} {'cold MB/s':>10} {'warm pat/s':>11} {'warm MB/s':>10}")
+        print(f"{'ranks':>5} {'path':>15} {'cold pat/s':>11} {'cold MB/s':>10} {'warm pat/s':>11} {'warm MB/s':>10}")
         for ranks in args.ranks:
-            for mpio in ((True, False) if ranks > 1 else (False,)):  # one rank never opens with mpio
+            for kind in ("mpio", "mpio-collective", "independent") if ranks > 1 else ("serial",):
                 cold = drop_caches()
-                first = run(path, ranks, mpio)
-                second = run(path, ranks, mpio)
-                kind = "mpio" if first["mpio"] and ranks > 1 else "independent" if ranks > 1 else "serial"
+                first = run(path, ranks, kind)
+                second = run(path, ranks, kind)
                 row = {"ranks": ranks, "path": kind, "cold": cold,
                        "first_read": first, "second_read": second,
                        "first_patterns_per_s": first["patterns"] / first["seconds"],
                        "second_patterns_per_s": second["patterns"] / second["seconds"]}
                 rows.append(row)
-                print(f"{ranks:>5} {row['path']:>12} {row['first_patterns_per_s']:>11.0f} "
+                print(f"{ranks:>5} {row['path']:>15} {row['first_patterns_per_s']:>11.0f} "
                       f"{first['bytes'] / first['seconds'] / 1e6:>10.0f} {row['second_patterns_per_s']:>11.0f} "
                       f"{second['bytes'] / second['seconds'] / 1e6:>10.0f}"
                       + ("" if cold else "   (page cache NOT dropped: not root?)"))

@@ -1,6 +1,6 @@
-"""Parallel HDF5 for real, under mpiexec -n 2 and -n 4: both I/O paths (mpio, and the independent path a serial
-h5py takes, forced with PTYHPC_MPIO=0) read only each rank's own patterns and write the same product file, whose
-object equals the one-rank object."""
+"""Parallel HDF5 for real, under mpiexec -n 2 and -n 4: every read path (mpio with independent or collective
+reads, and the independent opens a serial h5py takes, forced with PTYHPC_MPIO=0) reads only each rank's own
+patterns, and the product file written on each path holds the one-rank object."""
 import numpy as np
 import pytest
 
@@ -26,8 +26,8 @@ def cxi(tmp_path_factory):
     return world.bcast(path, root=0)
 
 
-@pytest.mark.parametrize("mpio", ["1", "0"])
-def test_each_rank_reads_its_own_patterns_and_writes_its_core(cxi, mpio, monkeypatch):
+@pytest.mark.parametrize("mpio,collective", [("1", "0"), ("1", "1"), ("0", "0")])
+def test_each_rank_reads_its_own_patterns_and_writes_its_core(cxi, mpio, collective, monkeypatch):
     import h5py
     from mpi4py import MPI
 
@@ -36,6 +36,7 @@ def test_each_rank_reads_its_own_patterns_and_writes_its_core(cxi, mpio, monkeyp
     from ptyhpc.io.product import read_product
 
     monkeypatch.setenv("PTYHPC_MPIO", mpio)
+    monkeypatch.setenv("PTYHPC_COLLECTIVE_READ", collective)
     world = MPI.COMM_WORLD
     rank = world.Get_rank()
     with open_file(cxi, "r", world) as f:
@@ -51,7 +52,8 @@ def test_each_rank_reads_its_own_patterns_and_writes_its_core(cxi, mpio, monkeyp
         stored = f["entry_1/data_1/data"][np.sort(mine)]
     assert np.array_equal(np.asarray(rec.state.patterns), np.fft.ifftshift(stored, axes=(-2, -1)).astype(np.float32))
     rec.iterate(cfg.epochs)
-    out = world.bcast(str(cxi).replace(".cxi", f"_{mpio}_{world.Get_size()}.h5") if rank == 0 else None, root=0)
+    out = world.bcast(str(cxi).replace(".cxi", f"_{mpio}{collective}_{world.Get_size()}.h5") if rank == 0 else None,
+                      root=0)
     rec.write(out)
     # the one-rank object, computed on every rank alone
     one = Reconstruction(load(cxi), cfg, None)

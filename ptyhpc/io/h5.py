@@ -45,16 +45,17 @@ def read_rows(path, dataset: str, indices, comm=None, dtype=np.float32):
     """Rows ``indices`` (sorted, increasing) of ``path:dataset`` along its first axis, as ``dtype`` (None: as
     stored).
 
-    Each run of consecutive indices is one hyperslab. Under mpio (every rank of ``comm`` calls this) a rank's
-    hyperslabs form one selection read in a single collective call, so MPI-IO can aggregate the ranks'
-    requests; otherwise each run is one read.
+    Each run of consecutive indices is one hyperslab, read independently. With ``PTYHPC_COLLECTIVE_READ=1`` under
+    mpio (every rank of ``comm`` calls this) a rank's hyperslabs are one selection read in a single collective
+    call instead, so MPI-IO can aggregate the ranks' requests: measure it with scripts/bench_io.py on your
+    filesystem first (on this 2-core VM's local disk it was slower, 13x at 4 oversubscribed ranks).
     """
     indices = np.asarray(indices, dtype=np.int64)
     with open_file(path, "r", comm) as f:
         d = f[dataset]
         out = np.empty((len(indices),) + d.shape[1:], dtype=dtype or d.dtype)
         try:
-            if f.driver == "mpio":
+            if f.driver == "mpio" and os.environ.get("PTYHPC_COLLECTIVE_READ", "0") == "1":
                 _read_collective(d, indices, out)
             else:
                 for start, stop in runs(indices):
