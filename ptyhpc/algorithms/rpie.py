@@ -52,17 +52,20 @@ def probe_update(probe, num, den, beta):
 def reconcile(state, astate, comm):
     """Illumination-weighted average of the pixels this tile shares with others, and position-weighted average
     of the probes. Only ``comm.shared_box`` can differ between ranks, so only it is exchanged and averaged."""
+    xp = state.xp
     box = comm.shared_box
     if box is not None:
-        xp = state.xp
         w, o = astate.illumination[box], state.obj[box]
         summed = comm.accumulate(xp.stack([w * o.real, w * o.imag, w]), box)
         covered = summed[2] > 0
         average = (summed[0] + 1j * summed[1]) / xp.where(covered, summed[2], 1)
         state.obj[box] = xp.where(covered, average, o)
-    total = comm.allreduce(float(astate.count))
+    # the position-weighted probe sum and the position count in one all-reduce
+    packed = comm.allreduce(xp.concatenate([(state.probe * astate.count).ravel(),
+                                            xp.asarray([astate.count], dtype=state.probe.dtype)]))
+    total = float(packed[-1].real)
     if total > 0:
-        state.probe = comm.allreduce(state.probe * astate.count) / total
+        state.probe = (packed[:-1] / total).reshape(state.probe.shape)
     astate.illumination.fill(0)
     astate.count = 0
 
