@@ -50,19 +50,24 @@ def read_rows(path, dataset: str, indices, comm=None, dtype=np.float32):
     call instead, so MPI-IO can aggregate the ranks' requests: measure it with scripts/bench_io.py on your
     filesystem first (on this 2-core VM's local disk it was slower: 17x at 4 ranks, benchmarks/io.json).
     """
-    indices = np.asarray(indices, dtype=np.int64)
     with open_file(path, "r", comm) as f:
-        d = f[dataset]
-        out = np.empty((len(indices),) + d.shape[1:], dtype=dtype or d.dtype)
-        try:
-            if f.driver == "mpio" and os.environ.get("PTYHPC_COLLECTIVE_READ", "0") == "1":
-                _read_collective(d, indices, out)
-            else:
-                for start, stop in runs(indices):
-                    d.read_direct(out, np.s_[indices[start]:indices[stop - 1] + 1], np.s_[start:stop])
-        except OSError as e:
-            raise InputError(path, dataset, f"reading patterns failed, truncated or corrupt file? ({e})") from None
-        return out
+        return rows_of(f[dataset], indices, dtype)
+
+
+def rows_of(d, indices, dtype=None):
+    """Rows ``indices`` (sorted) of the open dataset ``d``, as ``dtype`` (None: as stored); see ``read_rows``."""
+    indices = np.asarray(indices, dtype=np.int64)
+    out = np.empty((len(indices),) + d.shape[1:], dtype=dtype or d.dtype)
+    try:
+        if d.file.driver == "mpio" and os.environ.get("PTYHPC_COLLECTIVE_READ", "0") == "1":
+            _read_collective(d, indices, out)
+        else:
+            for start, stop in runs(indices):
+                d.read_direct(out, np.s_[indices[start]:indices[stop - 1] + 1], np.s_[start:stop])
+    except OSError as e:
+        raise InputError(d.file.filename, d.name.lstrip("/"),
+                         f"reading rows failed, truncated or corrupt file? ({e})") from None
+    return out
 
 
 def _read_collective(d, indices, out) -> None:

@@ -49,6 +49,7 @@ def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=Non
     px = pixel_size or 1.0
     centres = (np.asarray(scan) + n / 2 - np.asarray(shape) / 2) * px
     parallel = size > 1 and parallel_available()
+    odtype = np.asarray(core).dtype if checkpoint is not None else np.complex64
     if rank == 0 or parallel:
         f = open_file(tmp, "w", comm if parallel else None)
         # Metadata (attributes, dataset creation) is collective under mpio: every rank makes the same calls.
@@ -64,7 +65,6 @@ def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=Non
         f.create_dataset("probe_position_y_m", data=centres[:, 0])
         p = f.create_dataset("probe", data=np.asarray(probe)[None].astype(np.complex64))
         p.attrs.update({"pixel_width_m": px, "pixel_height_m": px})
-        odtype = np.asarray(core).dtype if checkpoint is not None else np.complex64
         o = f.create_dataset("object", shape=(1,) + tuple(shape), dtype=odtype)
         o.attrs.update({"center_x_m": 0.0, "center_y_m": 0.0, "pixel_width_m": px, "pixel_height_m": px})
         f.create_dataset("object_layer_spacing_m", data=np.zeros(0))
@@ -86,7 +86,7 @@ def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=Non
             for k, (_, local) in checkpoint.get("rows", {}).items():
                 rows[k] = r.create_dataset(k, shape=(len(scan),) + local.shape[1:], dtype=local.dtype)
     # each rank's pieces: its object core, then its rows of each per-position dataset (DM's exit waves)
-    pieces = [("object", core_box, np.asarray(core, dtype=odtype if rank == 0 or parallel else None))]
+    pieces = [("object", core_box, np.asarray(core, dtype=odtype))]
     pieces += [(k, indices, local) for k, (indices, local) in (checkpoint or {}).get("rows", {}).items()]
     if parallel:
         with o.collective:
@@ -158,7 +158,7 @@ def read_checkpoint(path, dataset, box, indices, comm=None) -> dict:
     x0, x1), in the stored precision), probe (MODES, N, N), rows {name: the rows ``indices`` of each per-position
     dataset}, arrays {name: array} and attrs of the ``checkpoint`` group. Every rank of ``comm`` calls it."""
     from .dataset import InputError
-    from .h5 import read_rows
+    from .h5 import rows_of
 
     if not os.path.isfile(path):
         raise InputError(path, "-", "checkpoint file not found")
@@ -178,6 +178,5 @@ def read_checkpoint(path, dataset, box, indices, comm=None) -> dict:
         out = {"object": o[0, y0:y1, x0:x1], "probe": f["probe"][()].reshape((-1, dataset.n, dataset.n)),
                "attrs": dict(f["checkpoint"].attrs)}
         out["arrays"] = {k: v[()] for k, v in f["checkpoint"].items() if k != "rows"}
-        names = list(f["checkpoint/rows"])
-    out["rows"] = {k: read_rows(path, f"checkpoint/rows/{k}", indices, comm, dtype=None) for k in names}
+        out["rows"] = {k: rows_of(v, indices) for k, v in f["checkpoint/rows"].items()}
     return out
