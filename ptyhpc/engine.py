@@ -116,10 +116,8 @@ class Reconstruction:
             tile_obj = np.asarray(obj[y0:y1, x0:x1])
         self.state = LocalState.create(self.xp, dtype, tile, dataset.scan[idx], idx, patterns, dataset.mask,
                                        probe, tile_obj)
-        self.astate = self.algorithm.init(self.state, cfg)
-        if same_modes and ck["attrs"]["algorithm"] == cfg.algorithm:  # else the algorithm state starts afresh
-            for name in self.algorithm.CHECKPOINT:
-                setattr(self.astate, name, self.xp.asarray(ck["rows"][name], dtype=getattr(self.astate, name).dtype))
+        restore = same_modes and ck["attrs"]["algorithm"] == cfg.algorithm  # else the algorithm state starts afresh
+        self.astate = self.algorithm.init(self.state, cfg, saved=ck["rows"] if restore else None)
         self.stop_signal = 0
         """Set by a SIGTERM/SIGUSR1 handler (see ``signals``); ``iterate`` stops all ranks at the epoch's end."""
         self.log(f"rank {rank}/{size}: {len(idx)} positions, tile {tile.shape[0]}x{tile.shape[1]} at "

@@ -137,13 +137,14 @@ def modulus_ratio(predicted, measured, mask):
     return xp.where(mask, ratio, 1).astype(predicted.dtype)
 
 
-def fit_amplitude(predicted, measured, mask):
+def fit_amplitude(predicted, measured, mask, per_pattern: bool = False):
     """Gaussian misfit and modulus ratio at once (they share the square roots): returns
-    (sum of mask |sqrt(I) - sqrt(d)|^2, the ratio of :func:`modulus_ratio`)."""
+    (sum of mask |sqrt(I) - sqrt(d)|^2 — over everything, or per pattern (BATCH,) — and the ratio of
+    :func:`modulus_ratio`)."""
     xp = array_module(predicted)
     a = xp.sqrt(predicted)
     s = xp.sqrt(measured)
-    misfit = (((a - s) ** 2) * mask).sum()
+    misfit = (((a - s) ** 2) * mask).sum(axis=(-2, -1) if per_pattern else None)
     floor = xp.sqrt(RATIO_FLOOR * measured.mean(axis=(1, 2), keepdims=True) + 1e-30)
     ratio = xp.where(mask, s / xp.maximum(a, floor), 1).astype(predicted.dtype)
     return misfit, ratio

@@ -32,8 +32,11 @@ class DMState:
     """(POSI, MODES, N, N) complex: this rank's exit waves."""
 
 
-def init(state, cfg) -> DMState:
+def init(state, cfg, saved=None) -> DMState:
+    """Exit waves P O of this rank's positions, or those of a checkpoint (``saved['psi']``, host array)."""
     xp = state.xp
+    if saved is not None:
+        return DMState(psi=xp.asarray(saved["psi"], dtype=state.probe.dtype))
     psi = xp.empty((len(state.indices),) + state.probe.shape, dtype=state.probe.dtype)
     stack = physics.probe_stack(state.probe)
     for b in _chunks(len(psi), cfg.batch):
@@ -103,17 +106,16 @@ def power_bound_ratio(predicted, measured, mask, bound):
     to sqrt(d) + (sqrt(I) - sqrt(d)) sqrt(pbound / err), onto the bound. ``bound`` = 0 is the plain modulus
     projection. Data in photon counts. Returns the factor for the far field, (BATCH, N, N).
     """
-    ratio = physics.modulus_ratio(predicted, measured, mask)
     if bound <= 0:
-        return ratio
+        return physics.modulus_ratio(predicted, measured, mask)
     xp = physics.array_module(predicted)
     valid = max(int(mask.sum()), 1)
-    a, s = xp.sqrt(predicted), xp.sqrt(measured)
-    err = (((a - s) ** 2) * mask).sum(axis=(1, 2)) / valid
+    misfit, ratio = physics.fit_amplitude(predicted, measured, mask, per_pattern=True)
+    err = misfit / valid
     pbound = bound * ((measured / (1 + 4 * measured)) * mask).sum(axis=(1, 2)) / valid
     renorm = xp.sqrt(pbound / xp.maximum(err, 1e-30))[:, None, None]
-    relaxed = xp.where(err[:, None, None] > pbound[:, None, None], renorm + (1 - renorm) * ratio, 1)
-    return xp.where(mask, relaxed, 1).astype(ratio.dtype)  # (s + (a - s) r) / a on valid pixels
+    # (s + (a - s) r) / a; ratio is 1 on masked pixels, so they stay 1
+    return xp.where(err[:, None, None] > pbound[:, None, None], renorm + (1 - renorm) * ratio, 1).astype(ratio.dtype)
 
 
 

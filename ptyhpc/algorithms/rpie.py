@@ -29,7 +29,7 @@ class RPIEState:
     """Positions processed since the last reconciliation."""
 
 
-def init(state, cfg) -> RPIEState:
+def init(state, cfg, saved=None) -> RPIEState:
     return RPIEState(illumination=state.xp.zeros(state.obj.shape, dtype=state.patterns.dtype))
 
 
