@@ -202,28 +202,29 @@ RECONSTRUCT_PATHS = ("probe", "config", "resume")
 def _reconstruct_options(r) -> list:
     """Add the options of ``ptyhpc reconstruct`` (all but INPUT and -o) to ``r``; returns their actions, which
     ``submit`` and ``scaling`` forward (``_forward``)."""
-    first = len(r._actions)
-    r.add_argument("--algorithm", choices=("rpie", "dm", "lsqml"))
-    r.add_argument("--epochs", type=int)
-    r.add_argument("--probe-modes", type=int)
-    r.add_argument("--probe", help="initial probe: .npy (MODES, N, N) or a product file")
-    r.add_argument("--config", help="TOML file with a [reconstruct] table")
-    r.add_argument("--device", choices=("cpu", "gpu", "auto"))
-    r.add_argument("--batch-size", type=int)
-    r.add_argument("--batching", choices=("random", "compact"))
-    r.add_argument("--noise", choices=("gaussian", "poisson"))
-    r.add_argument("--precision", choices=("complex64", "complex128"))
-    r.add_argument("--seed", type=int)
-    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other setting (repeatable)")
-    r.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
-                   help="write OUT.checkpoint.h5 every N epochs (always on SIGTERM/SIGUSR1)")
-    r.add_argument("--resume", metavar="CHECKPOINT", help="continue from a checkpoint (any number of ranks)")
-    r.add_argument("--flip-translation", action="store_true",
-                   help="CXI translations are probe positions, not sample motions")
-    r.add_argument("--no-preview", action="store_true", help="do not write the PNG preview")
-    r.add_argument("--quiet", action="store_true", help="no per-epoch progress")
-    r.add_argument("-v", "--verbose", action="store_true")
-    return [a for a in r._actions[first:]]
+    add = r.add_argument
+    return [
+        add("--algorithm", choices=("rpie", "dm", "lsqml")),
+        add("--epochs", type=int),
+        add("--probe-modes", type=int),
+        add("--probe", help="initial probe: .npy (MODES, N, N) or a product file"),
+        add("--config", help="TOML file with a [reconstruct] table"),
+        add("--device", choices=("cpu", "gpu", "auto")),
+        add("--batch-size", type=int),
+        add("--batching", choices=("random", "compact")),
+        add("--noise", choices=("gaussian", "poisson")),
+        add("--precision", choices=("complex64", "complex128")),
+        add("--seed", type=int),
+        add("--set", action="append", metavar="KEY=VALUE", help="any other setting (repeatable)"),
+        add("--checkpoint-every", type=int, default=0, metavar="N",
+            help="write OUT.checkpoint.h5 every N epochs (always on SIGTERM/SIGUSR1)"),
+        add("--resume", metavar="CHECKPOINT", help="continue from a checkpoint (any number of ranks)"),
+        add("--flip-translation", action="store_true",
+            help="CXI translations are probe positions, not sample motions"),
+        add("--no-preview", action="store_true", help="do not write the PNG preview"),
+        add("--quiet", action="store_true", help="no per-epoch progress"),
+        add("-v", "--verbose", action="store_true"),
+    ]
 
 
 def _forward(args) -> list:

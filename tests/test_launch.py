@@ -91,7 +91,7 @@ def test_polaris_batch_script_is_the_one_pbspro_provider_writes(tmp_path):
     from ptyhpc.launch.submit import batch_script, mpi_line, reconstruct_line
 
     site = load_site("polaris", account="MYPROJ", queue="prod", walltime="01:30:00")
-    cmd, script = batch_script(site, 3, str(tmp_path))
+    _, cmd, script = batch_script(site, 3, str(tmp_path))
     assert re.match(r"qsub\s+-q prod -A MYPROJ \S+", cmd)
     for line in ("#PBS -l select=3:ncpus=64:ngpus=4:system=polaris", "#PBS -l place=scatter",
                  "#PBS -l filesystems=home:eagle", "#PBS -l walltime=01:30:00", "module use /soft/modulefiles",

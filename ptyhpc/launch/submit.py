@@ -44,13 +44,14 @@ def mpi_line(site: Site, nodes: int, ranks_per_node: int, line: str, hosts=None)
     return compose_all("mpiexec", spec, list(dict.fromkeys(hosts)))["PARSL_MPI_PREFIX"] + " " + line
 
 
-def batch_script(site: Site, nodes: int, run_dir: str) -> tuple[str, str]:
-    """(submit command, batch script) exactly as the site's Parsl provider writes them, captured from the
-    provider itself: its submit() runs with the scheduler call intercepted. Local sites have no batch job."""
+def batch_script(site: Site, nodes: int, run_dir: str) -> tuple:
+    """(provider, submit command, batch script): the site's Parsl provider and what it would run, captured from
+    the provider itself: its submit() runs with the scheduler call intercepted. Local sites have no batch job
+    (empty command and script)."""
     ex = executor(site, nodes, run_dir, resolve_address=False)
     provider = ex.provider
     if site.provider == "local":
-        return "", ""
+        return provider, "", ""
     os.makedirs(run_dir, exist_ok=True)
     provider.script_dir = run_dir
     seen = {}
@@ -64,7 +65,7 @@ def batch_script(site: Site, nodes: int, run_dir: str) -> tuple[str, str]:
     provider.submit(worker, tasks_per_node=1, job_name="ptyhpc.dry-run")
     path = seen["cmd"].split()[-1]
     with open(path) as f:
-        return seen["cmd"], f.read()
+        return provider, seen["cmd"], f.read()
 
 
 def _app():
@@ -145,13 +146,13 @@ def submit(site: Site, input_path, output, args=(), nodes: int = 1, ranks_per_no
     run_dir = os.path.join(os.path.dirname(output), "ptyhpc_runinfo")
     line = reconstruct_line(site, input_path, output, args)
     if dry_run:
-        cmd, script = batch_script(site, nodes, run_dir)
+        provider, cmd, script = batch_script(site, nodes, run_dir)
         if site.provider == "local":
             print(f"# site {site.name}: no batch job; Parsl starts a worker on this machine after:\n"
-                  f"{executor(site, nodes, run_dir, resolve_address=False).provider.worker_init}")
+                  f"{provider.worker_init}")
         else:
-            print(f"# site {site.name}: Parsl's {type(executor(site, nodes, run_dir, resolve_address=False).provider).__name__} would "
-                  f"run\n{cmd}\n# with this batch script:\n{script}")
+            print(f"# site {site.name}: Parsl's {type(provider).__name__} would run\n{cmd}\n"
+                  f"# with this batch script:\n{script}")
         print(f"# then the worker runs, on the job's nodes:\n{mpi_line(site, nodes, rpn, line)}")
         return 0
     if not os.path.exists(input_path):
