@@ -169,8 +169,11 @@ def truth_path(out) -> str:
     return f"{root}_truth.h5"
 
 
-def write_cxi(out, cfg: SimConfig, patterns, scan, mask) -> None:
-    """CXI with centred patterns, sample translations (m) = -(probe centre - object centre), geometry, mask."""
+def write_cxi(out, cfg: SimConfig, patterns, scan, mask, block: int = 1024) -> None:
+    """CXI with centred patterns, sample translations (m) = -(probe centre - object centre), geometry, mask.
+
+    ``patterns`` : (POSI, N, N), zero frequency at [0, 0]: an array, or anything with ``shape``, ``dtype`` and
+    slicing along the first axis; it is written ``block`` patterns at a time (files larger than memory)."""
     n = cfg.probe_size
     wavelength = H_PLANCK_C / (cfg.energy_ev * 1.602176634e-19)
     pixel = wavelength * cfg.distance_m / (n * cfg.detector_pixel_m)
@@ -182,7 +185,9 @@ def write_cxi(out, cfg: SimConfig, patterns, scan, mask) -> None:
     with h5py.File(tmp, "w") as f:
         f.attrs["cxi_version"] = 160
         det = f.create_group("entry_1/instrument_1/detector_1")
-        det.create_dataset("data", data=np.fft.fftshift(patterns, axes=(-2, -1)), chunks=(1, n, n))
+        data = det.create_dataset("data", shape=patterns.shape, dtype=patterns.dtype, chunks=(1, n, n))
+        for i in range(0, len(patterns), block):
+            data[i:i + block] = np.fft.fftshift(patterns[i:i + block], axes=(-2, -1))
         det["distance"] = cfg.distance_m
         det["x_pixel_size"] = cfg.detector_pixel_m
         det["y_pixel_size"] = cfg.detector_pixel_m

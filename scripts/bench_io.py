@@ -1,12 +1,14 @@
 """Read throughput of each rank reading its own patterns: 1, 2, 4 ranks, three read paths, on a >= 2 GB CXI.
 
 The file: 33,000 diffraction patterns of 128^2 float32 (2.16 GB) in chunks of one pattern, as beamlines write
-them, on a 182 x 182 raster. Each run is ``mpiexec -n R python scripts/bench_io.py --worker FILE``: every rank
-takes its share of the RCB partition ptyhpc itself uses (spatially compact, so not one contiguous block of rows)
-and reads it through ``Dataset.read_patterns`` (the path a reconstruction takes); the time is from a barrier
-before the reads to the slowest rank's end. Paths (see PATHS): mpio with independent reads, mpio with one collective read per
-rank (PTYHPC_COLLECTIVE_READ=1), and independent opens (what a serial h5py does; PTYHPC_MPIO=0). "cold": the page cache was dropped before the run (needs root), so the disk is read; "warm": the
-same run again with the file cached, so what is measured is HDF5 and the copies. Writes benchmarks/io.json.
+them, on a 182 x 182 raster with a 4-pixel step, written by ptyhpc's own CXI writer. Each run is ``mpiexec -n R
+python scripts/bench_io.py --worker FILE``: every rank takes its share of the RCB partition ptyhpc itself uses
+(spatially compact, so not one contiguous block of rows) and reads it through ``Dataset.read_patterns`` (the
+path a reconstruction takes); the time is from a barrier before the reads to the slowest rank's end. Paths (see
+PATHS): mpio with independent reads, mpio with one collective read per rank (PTYHPC_COLLECTIVE_READ=1), and
+independent opens (what a serial h5py does; PTYHPC_MPIO=0). "cold": the page cache was dropped before the run
+(needs root), so the disk is read; "warm": the same run again with the file cached, so what is measured is HDF5
+and the copies. Writes benchmarks/io.json.
 
     .venv/bin/python scripts/bench_io.py [--patterns 33000] [--ranks 1 2 4] [--keep FILE]
 """
@@ -26,35 +28,30 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import save  # noqa: E402
 
 
-def make_file(path, count, n=128, seed=0):
-    """A CXI of ``count`` Poisson patterns (a few hundred distinct ones repeated), written block by block."""
-    import h5py
+class Repeated:
+    """``count`` patterns cycling through ``base`` (BASE, N, N), sliceable along the first axis, never all in
+    memory at once."""
 
-    from ptyhpc.simulate import SimConfig, simulate
+    def __init__(self, base, count):
+        self.base, self.shape, self.dtype = base, (count,) + base.shape[1:], base.dtype
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, rows):
+        return self.base[np.arange(len(self))[rows] % len(self.base)]
+
+
+def make_file(path, count, n=128, seed=0):
+    """A CXI of ``count`` Poisson patterns (a few hundred distinct ones repeated) on a square raster with a
+    4-pixel step, written by the simulator's own CXI writer, block by block."""
+    from ptyhpc.simulate import SimConfig, simulate, write_cxi
 
     cfg = SimConfig(object_size=384, probe_size=n, positions=256, seed=seed)
-    base, *_ = simulate(cfg)
-    base = np.fft.fftshift(base, axes=(-2, -1)).astype(np.float32)
+    base, _, _, _, mask = simulate(cfg)
     side = int(np.ceil(np.sqrt(count)))
-    yy, xx = np.divmod(np.arange(count), side)
-    pixel = 1e-8
-    translation = np.zeros((count, 3))
-    translation[:, 0] = -(xx * 4.0) * pixel
-    translation[:, 1] = -(yy * 4.0) * pixel
-    tmp = f"{path}.partial"
-    with h5py.File(tmp, "w") as f:
-        det = f.create_group("entry_1/instrument_1/detector_1")
-        d = det.create_dataset("data", shape=(count, n, n), dtype=np.float32, chunks=(1, n, n))
-        for i in range(0, count, len(base)):
-            m = min(len(base), count - i)
-            d[i:i + m] = base[:m]
-        det["distance"] = cfg.distance_m
-        det["x_pixel_size"] = det["y_pixel_size"] = cfg.detector_pixel_m
-        f["entry_1/instrument_1/source_1/energy"] = cfg.energy_ev * 1.602176634e-19
-        f["entry_1/sample_1/geometry_1/translation"] = translation
-        f.create_group("entry_1/data_1")
-        f["entry_1/data_1/data"] = h5py.SoftLink("/entry_1/instrument_1/detector_1/data")
-    os.replace(tmp, path)
+    scan = 4.0 * np.stack(np.divmod(np.arange(count), side), axis=1)
+    write_cxi(path, cfg, Repeated(base.astype(np.float32), count), scan, mask)
 
 
 def worker(path):
