@@ -48,7 +48,7 @@ def read_rows(path, dataset: str, indices, comm=None, dtype=np.float32):
     Each run of consecutive indices is one hyperslab, read independently. With ``PTYHPC_COLLECTIVE_READ=1`` under
     mpio (every rank of ``comm`` calls this) a rank's hyperslabs are one selection read in a single collective
     call instead, so MPI-IO can aggregate the ranks' requests: measure it with scripts/bench_io.py on your
-    filesystem first (on this 2-core VM's local disk it was slower: 17x at 4 ranks, benchmarks/io.json).
+    filesystem first (on this 2-core VM's local disk it was slower: 19x at 4 ranks, benchmarks/io.json).
     """
     with open_file(path, "r", comm) as f:
         return rows_of(f[dataset], indices, dtype)
