@@ -32,7 +32,7 @@ class DMState:
     """(POSI, MODES, N, N) complex: this rank's exit waves."""
 
 
-def init(state, cfg, saved=None) -> DMState:
+def init(state, comm, cfg, saved=None) -> DMState:
     """Exit waves P O of this rank's positions, or those of a checkpoint (``saved['psi']``, host array)."""
     xp = state.xp
     if saved is not None:

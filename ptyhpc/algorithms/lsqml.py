@@ -37,7 +37,7 @@ class LSQMLState:
     """Mean object and probe step of every batch of the last epoch, [(a_O, a_P), ...] (for logs)."""
 
 
-def init(state, cfg, saved=None) -> LSQMLState:
+def init(state, comm, cfg, saved=None) -> LSQMLState:
     return LSQMLState(steps=[])
 
 

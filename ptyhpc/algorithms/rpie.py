@@ -6,15 +6,19 @@ replaced by the measured one):
     O <- O + sum_j P_j^* (psi'_j - psi_j) / ((1 - alpha) sum_j |P_j|^2 + alpha max sum_j |P_j|^2)      (Eq. 6)
     P <- P + sum_j O_j^* (psi'_j - psi_j) / ((1 - beta) sum_j |O_j|^2 + beta max sum_j |O_j|^2)
 
-rPIE is sequential: each rank updates its own tile with its own batches and no communication; the tiles are
-reconciled (illumination-weighted average of the overlaps, position-weighted average of the probes) every
-``sync_every`` batches and at the end of every epoch. The result is not bit-equal to one rank; its error is.
+rPIE is sequential: each rank updates its own tile and its copy of the probe with its own batches. The probes are
+averaged (weighted by positions) after every batch, a small all-reduce; the overlaps of the tiles are averaged
+(weighted by illumination) with the neighbours every ``sync_every`` batches and at the end of every epoch. The
+probe is what must not drift apart between ranks (every rank's next batch uses it everywhere on its tile), while
+an overlap is only a strip along the tile's border; scripts/bench_scaling.py measures the error and the time
+for several ``sync_every``. The result is not bit-equal to one rank; its error is.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .. import physics
+from ..partition import intersect
 from .common import batch_model, clip_amplitude, object_sums, probe_sums
 
 BATCHES = "aligned"
@@ -23,14 +27,22 @@ CHECKPOINT = ()
 
 @dataclass
 class RPIEState:
-    illumination: object
-    """(H, W) real: sum_j |P_j|^2 over the positions processed since the last reconciliation."""
+    sums: object
+    """(3, h, w) real on ``comm.shared_box`` (None on a rank without neighbours): w Re O, w Im O and w, where
+    w = sum_j |P_j|^2 over this rank's positions since the last reconciliation. Plane 2 (w) accumulates batch by
+    batch; planes 0 and 1 are filled when the tiles are reconciled. The buffer is what goes to the neighbours."""
+    shared: tuple
+    """``comm.shared_box`` as (y0, y1, x0, x1) in tile pixels, or None."""
     count: int = 0
     """Positions processed since the last reconciliation."""
 
 
-def init(state, cfg, saved=None) -> RPIEState:
-    return RPIEState(illumination=state.xp.zeros(state.obj.shape, dtype=state.patterns.dtype))
+def init(state, comm, cfg, saved=None) -> RPIEState:
+    box = comm.shared_box
+    if box is None:
+        return RPIEState(sums=None, shared=None)
+    (y0, y1), (x0, x1) = (box[0].start, box[0].stop), (box[1].start, box[1].stop)
+    return RPIEState(sums=state.xp.zeros((3, y1 - y0, x1 - x0), dtype=state.patterns.dtype), shared=(y0, y1, x0, x1))
 
 
 def exit_wave_update(farfield, ratio):
@@ -49,24 +61,34 @@ def probe_update(probe, num, den, beta):
     return probe + num / ((1 - beta) * den + beta * den.max() + 1e-30)
 
 
-def reconcile(state, astate, comm):
-    """Illumination-weighted average of the pixels this tile shares with others, and position-weighted average
-    of the probes. Only ``comm.shared_box`` can differ between ranks, so only it is exchanged and averaged."""
+def reconcile_object(state, astate, comm):
+    """Illumination-weighted average of the pixels this tile shares with others. Only ``comm.shared_box`` can
+    differ between ranks, so only it is exchanged and averaged; a shared pixel that no rank illuminated since the
+    last reconciliation is left as it is (it agrees already)."""
+    if astate.sums is None:
+        return
     xp = state.xp
-    box = comm.shared_box
-    if box is not None:
-        w, o = astate.illumination[box], state.obj[box]
-        summed = comm.accumulate(xp.stack([w * o.real, w * o.imag, w]), box)
-        covered = summed[2] > 0
-        average = (summed[0] + 1j * summed[1]) / xp.where(covered, summed[2], 1)
-        state.obj[box] = xp.where(covered, average, o)
-    # the position-weighted probe sum and the position count in one all-reduce
+    o = state.obj[comm.shared_box]
+    w = astate.sums[2]
+    xp.multiply(w, o.real, out=astate.sums[0])
+    xp.multiply(w, o.imag, out=astate.sums[1])
+    summed = comm.accumulate(astate.sums, comm.shared_box)
+    covered = summed[2] > 0
+    weight = xp.where(covered, summed[2], 1)
+    xp.copyto(o.real, summed[0] / weight, where=covered)
+    xp.copyto(o.imag, summed[1] / weight, where=covered)
+    w.fill(0)
+
+
+def reconcile_probe(state, astate, comm):
+    """Position-weighted average of the ranks' probes: the weighted sum and the position count in one
+    all-reduce."""
+    xp = state.xp
     packed = comm.allreduce(xp.concatenate([(state.probe * astate.count).ravel(),
                                             xp.asarray([astate.count], dtype=state.probe.dtype)]))
     total = float(packed[-1].real)
     if total > 0:
         state.probe = (packed[:-1] / total).reshape(state.probe.shape)
-    astate.illumination.fill(0)
     astate.count = 0
 
 
@@ -93,9 +115,21 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
                 p_num, p_den = probe_sums(weights, patches, chi)
                 state.probe = probe_update(state.probe, p_num, p_den, cfg.beta)
             state.obj[box] = clip_amplitude(object_update(state.obj[box], o_num, o_den, cfg.alpha), cfg.object_clip)
-            astate.illumination[box] += o_den
+            if astate.shared is not None:
+                _add_shared(astate, o_den, (y0, y1, x0, x1))
             astate.count += len(b)
+        if update_probe:
+            reconcile_probe(state, astate, comm)
         if cfg.sync_every and i % cfg.sync_every == 0 and i < len(batches):
-            reconcile(state, astate, comm)
-    reconcile(state, astate, comm)
+            reconcile_object(state, astate, comm)
+    reconcile_object(state, astate, comm)
     return total
+
+
+def _add_shared(astate, den, box):
+    """Add the part of ``den`` (on ``box`` = (y0, y1, x0, x1) of the tile) that lies in the shared box to w."""
+    part = intersect(box, astate.shared)
+    if part is None:
+        return
+    (y0, y1, x0, x1), (sy, _, sx, _) = part, astate.shared
+    astate.sums[2, y0 - sy:y1 - sy, x0 - sx:x1 - sx] += den[y0 - box[0]:y1 - box[0], x0 - box[2]:x1 - box[2]]
