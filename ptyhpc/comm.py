@@ -121,6 +121,23 @@ class TileComm:
         self.reduce_bytes += out.nbytes
         return xp.asarray(out)
 
+    def allreduce_many(self, arrays, op: str = "sum") -> list:
+        """Sum (or max) of several small arrays over all ranks in one collective: they travel packed in one
+        buffer of their common real type (complex arrays as pairs of reals). Returns arrays of the same shapes and
+        types, in the same order."""
+        if self.mpi is None:
+            return list(arrays)
+        xp = array_module(arrays[0])
+        real = [xp.ascontiguousarray(a).view(a.real.dtype) if a.dtype.kind == "c" else a for a in arrays]
+        rtype = xp.result_type(*[r.dtype for r in real])
+        packed = self.allreduce(xp.concatenate([r.ravel().astype(rtype, copy=False) for r in real]), op=op)
+        out, start = [], 0
+        for a, r in zip(arrays, real):
+            part = packed[start:start + r.size].astype(r.dtype, copy=False)
+            out.append((part.view(a.dtype) if a.dtype.kind == "c" else part).reshape(a.shape))
+            start += r.size
+        return out
+
     # --- halo ----------------------------------------------------------------------------------------------------
     @staticmethod
     def _within(sl, box):

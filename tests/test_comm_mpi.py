@@ -101,3 +101,20 @@ def test_accumulate_on_the_shared_box_matches_the_whole_tile():
     outside = np.ones(comm.tile.shape, bool)
     outside[box] = False
     assert np.array_equal(whole[:, outside], a[:, outside])  # nothing outside the shared box changes
+
+
+@pytest.mark.mpi(min_size=2)
+def test_allreduce_many_packs_arrays_of_mixed_types_into_one_collective():
+    world, d, part, comm = _setup()
+    rng = np.random.default_rng(7 + comm.rank)
+    arrays = [(rng.standard_normal((2, 3, 4)) + 1j * rng.standard_normal((2, 3, 4))),  # complex128
+              rng.standard_normal((1, 3, 4)),                                            # float64
+              rng.standard_normal(5).astype(np.float32)]
+    expect = [world.allreduce(a) for a in arrays]  # pickle-based sums, one collective each
+    before = comm.reduce_bytes
+    got = comm.allreduce_many(arrays)
+    for g, e, a in zip(got, expect, arrays):
+        assert g.dtype == a.dtype and g.shape == a.shape
+        np.testing.assert_allclose(g, e, rtol=1e-6)
+    # one buffer in float64: 2 x 24 + 12 + 5 values
+    assert comm.reduce_bytes - before == (2 * 24 + 12 + 5) * 8

@@ -1,6 +1,6 @@
 """Reconstruction algorithms, one module each, chosen from an explicit table.
 
-Every module offers ``init(state, cfg, saved=None) -> algorithm state`` (``saved``: the per-position arrays
+Every module offers ``init(state, comm, cfg, saved=None) -> algorithm state`` (``saved``: the per-position arrays
 named in ``CHECKPOINT``, from a checkpoint) and ``iterate(state, astate, comm, cfg, batches)
 -> local misfit``. All sums over scan positions are partial sums over this rank's positions, completed with
 ``comm.accumulate`` (object-sized, neighbours only) or ``comm.allreduce`` (probe-sized and scalars), so the same

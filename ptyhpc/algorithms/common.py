@@ -38,6 +38,20 @@ def object_sums(shape, corner, probes, chi, xp, wide: bool = False):
     return num, den
 
 
+def complete_object_sums(comm, num, den):
+    """Add the neighbours' contributions to this rank's object sums ``num`` (complex) and ``den`` (real), both
+    (H, W) on the tile, in place; returns them. Only ``comm.shared_box`` can hold other ranks' contributions, so
+    only that box is packed and accumulated (summed in rank order: shared pixels agree bitwise on all ranks)."""
+    box = comm.shared_box
+    if box is None:
+        return num, den
+    xp = array_module(num)
+    summed = comm.accumulate(xp.stack([num[box].real, num[box].imag, den[box]]), box)
+    num[box] = summed[0] + 1j * summed[1]
+    den[box] = summed[2]
+    return num, den
+
+
 def probe_sums(weights, patches, chi, wide: bool = False):
     """Probe numerator sum_j S_j^T(conj(O_j) chi_j) (MODES, N, N) and denominator sum_j S_j^T |O_j|^2 (1, N, N);
     ``wide`` as in :func:`object_sums`."""

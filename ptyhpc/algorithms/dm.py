@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import physics
-from .common import batch_model, clip_amplitude, object_sums, probe_sums
+from .common import batch_model, clip_amplitude, complete_object_sums, object_sums, probe_sums
 
 BATCHES = "local"
 CHECKPOINT = ("psi",)
@@ -60,10 +60,9 @@ def overlap_object(state, astate, comm, stack, chunks):
         n, d = object_sums(state.obj.shape, corner, probes, astate.psi[xp.asarray(b)], xp, wide=True)
         num += n
         den += d
-    summed = comm.accumulate(xp.stack([num.real, num.imag, den]))
-    den = summed[2]
+    num, den = complete_object_sums(comm, num, den)
     reg = EPS * comm.allreduce(float(den.max()), op="max")
-    obj = (summed[0] + 1j * summed[1]) / (den + reg)
+    obj = num / (den + reg)
     return xp.where(den > 0, obj, state.obj).astype(state.obj.dtype)
 
 
@@ -78,8 +77,7 @@ def overlap_probe(state, astate, comm, chunks):
         n, d = probe_sums(state.weights[bx], patches, astate.psi[bx], wide=True)
         num += n
         den += d
-    num = comm.allreduce(num)
-    den = comm.allreduce(den)
+    num, den = comm.allreduce_many([num, den])
     return (num / (den + EPS * float(den.max()))).astype(state.probe.dtype)
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from .. import physics
 from ..backend import array_module
-from .common import batch_model, clip_amplitude, object_sums, probe_sums
+from .common import batch_model, clip_amplitude, complete_object_sums, object_sums, probe_sums
 
 BATCHES = "global"
 CHECKPOINT = ()
@@ -64,18 +64,14 @@ def farfield_step(farfield, predicted, measured, mask, noise):
 def directions(state, comm, corner, weights, probes, patches, chi):
     """Eq. 24-25: object direction on the tile (H, W) and probe direction (MODES, N, N)."""
     xp = state.xp
-    o_num, o_den = object_sums(state.obj.shape, corner, probes, chi, xp, wide=True)
-    summed = comm.accumulate(xp.stack([o_num.real, o_num.imag, o_den]))
-    o_den = summed[2]
-    d_obj = (summed[0] + 1j * summed[1]) / (o_den + DELTA * comm.allreduce(float(o_den.max()), op="max") + 1e-30)
-    p_num, p_den = probe_sums(weights, patches, chi, wide=True)
-    p_num = comm.allreduce(p_num)
-    p_den = comm.allreduce(p_den)
+    o_num, o_den = complete_object_sums(comm, *object_sums(state.obj.shape, corner, probes, chi, xp, wide=True))
+    d_obj = o_num / (o_den + DELTA * comm.allreduce(float(o_den.max()), op="max") + 1e-30)
+    p_num, p_den = comm.allreduce_many(probe_sums(weights, patches, chi, wide=True))
     d_probe = p_num / (p_den + DELTA * float(p_den.max()) + 1e-30)
     return d_obj.astype(state.obj.dtype), d_probe.astype(state.probe.dtype)
 
 
-def step_sizes(comm, chi, d_op, d_po, count):
+def step_sizes(comm, chi, d_op, d_po):
     """Eq. 22-23: per-position optimal steps; returns their means over the global batch (a_O, a_P).
 
     ``d_po`` None (probe fixed) reduces the 2x2 system to the object step alone.
@@ -85,13 +81,16 @@ def step_sizes(comm, chi, d_op, d_po, count):
     a11 = (abs(d_op) ** 2).sum(axis=ax, dtype=xp.float64)
     b1 = (d_op.conj() * chi).real.sum(axis=ax, dtype=xp.float64)
     if d_po is None:
-        mean = comm.allreduce(a11.sum()) / count
+        a11_total, count = comm.allreduce(xp.stack([a11.sum(), xp.asarray(len(chi), dtype=xp.float64)]))
+        mean = a11_total / count
         total = comm.allreduce((b1 / (a11 + 0.5 * mean)).sum()) / count
         return float(total), 0.0
     a22 = (abs(d_po) ** 2).sum(axis=ax, dtype=xp.float64)
     a12 = (d_op.conj() * d_po).real.sum(axis=ax, dtype=xp.float64)
     b2 = (d_po.conj() * chi).real.sum(axis=ax)
-    means = comm.allreduce(xp.stack([a11.sum(), a22.sum()])) / count
+    # the global batch size travels with the sums
+    *totals, count = comm.allreduce(xp.stack([a11.sum(), a22.sum(), xp.asarray(len(chi), dtype=xp.float64)]))
+    means = [t / count for t in totals]
     a11 = a11 + 0.5 * means[0]
     a22 = a22 + 0.5 * means[1]
     det = a11 * a22 - a12 ** 2
@@ -107,7 +106,6 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
     total = 0.0
     astate.steps = []
     for b in batches:
-        count = comm.allreduce(float(len(b)))
         stack = physics.probe_stack(state.probe)
         corner, weights, probes, patches, farfield, predicted = batch_model(state, stack, b)
         measured = state.patterns[xp.asarray(b)]
@@ -116,7 +114,7 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
         d_obj, d_probe = directions(state, comm, corner, weights, probes, patches, chi)
         d_op = probes * physics.extract(d_obj, xp.asarray(corner), state.n)[:, None]
         d_po = patches[:, None] * physics.shifted_probes(physics.probe_stack(d_probe), weights) if update_probe else None
-        a_o, a_p = step_sizes(comm, chi, d_op, d_po, count)
+        a_o, a_p = step_sizes(comm, chi, d_op, d_po)
         astate.steps.append((a_o, a_p))
         state.obj = clip_amplitude(state.obj + cfg.lsqml_beta * a_o * d_obj, cfg.object_clip)
         if update_probe:

@@ -34,7 +34,7 @@ class RPIEState:
     shared: tuple
     """``comm.shared_box`` as (y0, y1, x0, x1) in tile pixels, or None."""
     count: int = 0
-    """Positions processed since the last reconciliation."""
+    """Positions that updated this rank's probe since the probes were last averaged."""
 
 
 def init(state, comm, cfg, saved=None) -> RPIEState:
@@ -114,10 +114,10 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
             if update_probe:
                 p_num, p_den = probe_sums(weights, patches, chi)
                 state.probe = probe_update(state.probe, p_num, p_den, cfg.beta)
+                astate.count += len(b)
             state.obj[box] = clip_amplitude(object_update(state.obj[box], o_num, o_den, cfg.alpha), cfg.object_clip)
             if astate.shared is not None:
                 _add_shared(astate, o_den, (y0, y1, x0, x1))
-            astate.count += len(b)
         if update_probe:
             reconcile_probe(state, astate, comm)
         if cfg.sync_every and i % cfg.sync_every == 0 and i < len(batches):
