@@ -116,7 +116,6 @@ def power_bound_ratio(predicted, measured, mask, bound):
     return xp.where(err[:, None, None] > pbound[:, None, None], renorm + (1 - renorm) * ratio, 1).astype(ratio.dtype)
 
 
-
 def iterate(state, astate, comm, cfg, batches, update_probe=True):
     """One DM iteration over all of this rank's positions (``batches`` only bound the temporary memory)."""
     for _ in range(cfg.dm_inner):

@@ -31,8 +31,6 @@ class RPIEState:
     """(3, h, w) real on ``comm.shared_box`` (None on a rank without neighbours): w Re O, w Im O and w, where
     w = sum_j |P_j|^2 over this rank's positions since the last reconciliation. Plane 2 (w) accumulates batch by
     batch; planes 0 and 1 are filled when the tiles are reconciled. The buffer is what goes to the neighbours."""
-    shared: tuple
-    """``comm.shared_box`` as (y0, y1, x0, x1) in tile pixels, or None."""
     count: int = 0
     """Positions that updated this rank's probe since the probes were last averaged."""
 
@@ -40,9 +38,9 @@ class RPIEState:
 def init(state, comm, cfg, saved=None) -> RPIEState:
     box = comm.shared_box
     if box is None:
-        return RPIEState(sums=None, shared=None)
-    (y0, y1), (x0, x1) = (box[0].start, box[0].stop), (box[1].start, box[1].stop)
-    return RPIEState(sums=state.xp.zeros((3, y1 - y0, x1 - x0), dtype=state.patterns.dtype), shared=(y0, y1, x0, x1))
+        return RPIEState(sums=None)
+    shape = (3,) + tuple(sl.stop - sl.start for sl in box)
+    return RPIEState(sums=state.xp.zeros(shape, dtype=state.patterns.dtype))
 
 
 def exit_wave_update(farfield, ratio):
@@ -116,8 +114,8 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
                 state.probe = probe_update(state.probe, p_num, p_den, cfg.beta)
                 astate.count += len(b)
             state.obj[box] = clip_amplitude(object_update(state.obj[box], o_num, o_den, cfg.alpha), cfg.object_clip)
-            if astate.shared is not None:
-                _add_shared(astate, o_den, (y0, y1, x0, x1))
+            if astate.sums is not None:
+                _add_shared(astate.sums[2], comm.shared_box, o_den, (y0, y1, x0, x1))
         if update_probe:
             reconcile_probe(state, astate, comm)
         if cfg.sync_every and i % cfg.sync_every == 0 and i < len(batches):
@@ -126,10 +124,12 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
     return total
 
 
-def _add_shared(astate, den, box):
-    """Add the part of ``den`` (on ``box`` = (y0, y1, x0, x1) of the tile) that lies in the shared box to w."""
-    part = intersect(box, astate.shared)
+def _add_shared(w, shared, den, box):
+    """Add the part of ``den`` (on ``box`` = (y0, y1, x0, x1) of the tile) that lies in the shared box (slices
+    of the tile) to ``w`` (on the shared box)."""
+    (sy, sy1), (sx, sx1) = ((sl.start, sl.stop) for sl in shared)
+    part = intersect(box, (sy, sy1, sx, sx1))
     if part is None:
         return
-    (y0, y1, x0, x1), (sy, _, sx, _) = part, astate.shared
-    astate.sums[2, y0 - sy:y1 - sy, x0 - sx:x1 - sx] += den[y0 - box[0]:y1 - box[0], x0 - box[2]:x1 - box[2]]
+    y0, y1, x0, x1 = part
+    w[y0 - sy:y1 - sy, x0 - sx:x1 - sx] += den[y0 - box[0]:y1 - box[0], x0 - box[2]:x1 - box[2]]

@@ -76,7 +76,7 @@ def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=Non
         g.attrs["probe_window"] = n
         for k, v in (extra or {}).items():
             g.attrs[k] = v if isinstance(v, (int, float, str)) else json.dumps(v)
-        rows = {}
+        targets = {"object": o}  # where each piece of a rank goes
         if checkpoint is not None:
             c = f.create_group("checkpoint")
             c.attrs.update(checkpoint.get("attrs", {}))
@@ -84,7 +84,7 @@ def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=Non
                 c.create_dataset(k, data=np.asarray(v))
             r = c.create_group("rows")
             for k, (_, local) in checkpoint.get("rows", {}).items():
-                rows[k] = r.create_dataset(k, shape=(len(scan),) + local.shape[1:], dtype=local.dtype)
+                targets[k] = r.create_dataset(k, shape=(len(scan),) + local.shape[1:], dtype=local.dtype)
     # each rank's pieces: its object core, then its rows of each per-position dataset (DM's exit waves)
     pieces = [("object", core_box, np.asarray(core, dtype=odtype))]
     pieces += [(k, indices, local) for k, (indices, local) in (checkpoint or {}).get("rows", {}).items()]
@@ -92,21 +92,21 @@ def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=Non
         with o.collective:
             _put(o, *pieces[0])
         for piece in pieces[1:]:
-            _put(rows[piece[0]], *piece)  # independent writes: ranks have different numbers of runs
+            _put(targets[piece[0]], *piece)  # independent writes: ranks have different numbers of runs
         f.close()
     elif size > 1:
         if rank == 0:
             for r in range(size):  # one rank at a time: rank 0 never holds more than one rank's piece
                 for i, piece in enumerate(pieces):
                     k, where, block = piece if r == 0 else comm.recv(source=r, tag=31 + i)
-                    _put(o if k == "object" else rows[k], k, where, block)
+                    _put(targets[k], k, where, block)
             f.close()
         else:
             for i, piece in enumerate(pieces):
                 comm.send(piece, dest=0, tag=31 + i)
     else:
         for k, where, block in pieces:
-            _put(o if k == "object" else rows[k], k, where, block)
+            _put(targets[k], k, where, block)
         f.close()
     if rank == 0:
         os.replace(tmp, path)
