@@ -16,7 +16,7 @@ import sys
 import numpy as np
 
 from .backend import DeviceError
-from .config import ReconConfig
+from .config import ALGORITHMS, BATCHINGS, ReconConfig
 from .io.dataset import InputError
 
 log = logging.getLogger("ptyhpc")
@@ -204,14 +204,14 @@ def _reconstruct_options(r) -> list:
     ``submit`` and ``scaling`` forward (``_forward``)."""
     add = r.add_argument
     return [
-        add("--algorithm", choices=("rpie", "dm", "lsqml")),
+        add("--algorithm", choices=ALGORITHMS),
         add("--epochs", type=int),
         add("--probe-modes", type=int),
         add("--probe", help="initial probe: .npy (MODES, N, N) or a product file"),
         add("--config", help="TOML file with a [reconstruct] table"),
         add("--device", choices=("cpu", "gpu", "auto")),
         add("--batch-size", type=int),
-        add("--batching", choices=("random", "compact")),
+        add("--batching", choices=BATCHINGS),
         add("--noise", choices=("gaussian", "poisson")),
         add("--precision", choices=("complex64", "complex128")),
         add("--seed", type=int),

@@ -121,12 +121,28 @@ class TileComm:
         self.reduce_bytes += out.nbytes
         return xp.asarray(out)
 
-    def allreduce_many(self, arrays, op: str = "sum") -> list:
-        """Sum (or max) of several small arrays over all ranks in one collective: they travel packed in one
-        buffer of their common real type (complex arrays as pairs of reals). Returns arrays of the same shapes and
-        types, in the same order."""
+    def allreduce_many(self, arrays, op="sum") -> list:
+        """Sums (or maxima) of several small arrays over all ranks in one collective. ``op``: "sum", "max", or one
+        of them per array. They travel packed in one buffer of their common real type (complex arrays as pairs of
+        reals) through one sum: an array whose op is "max" goes as R rows, this rank's in its row and zeros in
+        the others, and the maximum is taken over the summed rows (adding zeros is exact). Returns arrays of the
+        same shapes and types, in the same order."""
         if self.mpi is None:
             return list(arrays)
+        ops = [op] * len(arrays) if isinstance(op, str) else list(op)
+        if len(set(ops)) == 1:
+            return self._allreduce_packed(arrays, ops[0])
+        xp = array_module(arrays[0])
+        spread = []
+        for a, o in zip(arrays, ops):
+            if o == "max":
+                rows = xp.zeros((self.size,) + a.shape, dtype=a.dtype)
+                rows[self.rank] = a
+                a = rows
+            spread.append(a)
+        return [s.max(axis=0) if o == "max" else s for s, o in zip(self._allreduce_packed(spread, "sum"), ops)]
+
+    def _allreduce_packed(self, arrays, op: str) -> list:
         xp = array_module(arrays[0])
         real = [xp.ascontiguousarray(a).view(a.real.dtype) if a.dtype.kind == "c" else a for a in arrays]
         rtype = xp.result_type(*[r.dtype for r in real])
@@ -137,6 +153,11 @@ class TileComm:
             out.append((part.view(a.dtype) if a.dtype.kind == "c" else part).reshape(a.shape))
             start += r.size
         return out
+
+    def allgather(self, value) -> list:
+        """[value of rank 0, value of rank 1, ...] on every rank, for small picklable values (host arrays,
+        numbers, dicts): one collective."""
+        return self.mpi.allgather(value) if self.mpi is not None else [value]
 
     # --- halo ----------------------------------------------------------------------------------------------------
     @staticmethod

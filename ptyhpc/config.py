@@ -10,6 +10,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 ALGORITHMS = ("rpie", "dm", "lsqml")
+BATCHINGS = ("random", "compact")
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,8 @@ class ReconConfig:
     batch_size: int = 0
     """Positions processed together; 0 picks the algorithm's default (rPIE 16, LSQML 32, DM 64 for memory only)."""
     batching: str = "random"
-    """'random' (a new random split every epoch) or 'compact' (spatially compact groups, fixed)."""
+    """'random' (a new random split every epoch, stratified over a few spatial cells so that on 2, 4, ... ranks
+    every tile holds an even share of each LSQML batch) or 'compact' (spatially compact groups, fixed)."""
     probe_modes: int = 1
     """Incoherent probe modes K (mixed state); extra modes start at 10 % power and are orthogonalised."""
     update_probe: bool = True
@@ -64,7 +66,7 @@ class ReconConfig:
             (self.algorithm in ALGORITHMS, f"algorithm must be one of {ALGORITHMS}, not {self.algorithm!r}"),
             (self.epochs >= 0, f"epochs must be >= 0, not {self.epochs}"),
             (self.batch_size >= 0, f"batch_size must be >= 0, not {self.batch_size}"),
-            (self.batching in ("random", "compact"), f"batching must be 'random' or 'compact', not {self.batching!r}"),
+            (self.batching in BATCHINGS, f"batching must be one of {BATCHINGS}, not {self.batching!r}"),
             (self.probe_modes >= 1, f"probe_modes must be >= 1, not {self.probe_modes}"),
             (0 <= self.alpha <= 1, f"alpha must lie in [0, 1], not {self.alpha}"),
             (0 <= self.beta <= 1, f"beta must lie in [0, 1], not {self.beta}"),

@@ -24,7 +24,7 @@ from .algorithms import ALGORITHMS
 from .backend import DTYPES, asnumpy, get_xp, limit_threads, synchronize
 from .comm import TileComm
 from .config import ReconConfig
-from .partition import partition
+from .partition import bisection_order, partition, stratified_batches
 from .state import LocalState
 
 
@@ -118,6 +118,8 @@ class Reconstruction:
                                        probe, tile_obj)
         restore = same_modes and ck["attrs"]["algorithm"] == cfg.algorithm  # else the algorithm state starts afresh
         self.astate = self.algorithm.init(self.state, self.comm, cfg, saved=ck["rows"] if restore else None)
+        self._order = None
+        """Bisection order of the positions that ``batches`` splits (set on first use; 'uniform' batching)."""
         self.stop_signal = 0
         """Set by a SIGTERM/SIGUSR1 handler (see ``signals``); ``iterate`` stops all ranks at the epoch's end."""
         self.log(f"rank {rank}/{size}: {len(idx)} positions, tile {tile.shape[0]}x{tile.shape[1]} at "
@@ -131,20 +133,33 @@ class Reconstruction:
         nlocal = len(st.indices)
         if kind == "local":
             return [np.arange(i, min(i + cfg.batch, nlocal)) for i in range(0, nlocal, cfg.batch)]
+        # as many batches as one rank would run over all positions: with "aligned" batches of this rank's positions
+        # every region of the object then gets as many sequential updates per epoch as on one rank, whatever the
+        # rank count; "global" batches are the same on every rank (each rank keeps its members)
+        count = -(-self.dataset.count // cfg.batch)
         if kind == "aligned":
-            # as many batches as one rank would run over all positions: every region of the object then gets as
-            # many sequential updates per epoch as on one rank, whatever the rank count
-            count = -(-self.dataset.count // cfg.batch)
             rng = np.random.default_rng([cfg.seed, epoch, self.comm.rank])
-            return _split(np.arange(nlocal), st.corner + st.tile.origin, count, cfg.batching, rng, self.dataset.n)
-        # global: the same batches on every rank, each rank keeps its members
+            return self._split(st.corner + st.tile.origin, count, rng)
         scan = self.dataset.scan
-        count = -(-len(scan) // cfg.batch)
-        rng = np.random.default_rng([cfg.seed, epoch])
         local_of = np.full(len(scan), -1)
         local_of[st.indices] = np.arange(nlocal)
-        return [local_of[b][local_of[b] >= 0] for b in _split(np.arange(len(scan)), scan, count, cfg.batching,
-                                                               rng, self.dataset.n)]
+        rng = np.random.default_rng([cfg.seed, epoch])
+        return [local_of[b][local_of[b] >= 0] for b in self._split(scan, count, rng)]
+
+    def _split(self, scan, count, rng) -> list:
+        """Split positions 0..len(scan)-1 (window corners ``scan``) into ``count`` batches (some maybe empty):
+        'random' by :func:`~ptyhpc.partition.stratified_batches` over C cells, C the largest power of two <=
+        batch / 4 (a tile of 2, 4, ... C ranks then holds an even share of every batch); 'compact' in spatially
+        compact groups, fixed, in random order."""
+        count = max(int(count), 1)
+        if self.cfg.batching == "compact" and len(scan) >= count:
+            owner = partition(scan, self.dataset.n, (1 << 30, 1 << 30), count).owner
+            groups = [np.flatnonzero(owner == g) for g in range(count)]
+            return [groups[g] for g in rng.permutation(count)]
+        if self._order is None:  # the positions split (this rank's or all) are the same every epoch
+            self._order = bisection_order(scan)
+        cells = 1 << (max(self.cfg.batch // 4, 1).bit_length() - 1)
+        return stratified_batches(self._order, count, cells, rng)
 
     # --- iterations ----------------------------------------------------------------------------------------------
     def iterate(self, epochs: int, progress=None, checkpoint=None, every: int = 0) -> int:
@@ -216,9 +231,6 @@ class Reconstruction:
             out[y0:y1, x0:x1] = c
         return out
 
-    def _allgather(self, value) -> list:
-        return self.mpi.allgather(value) if self.mpi is not None else [value]
-
     def write(self, path, extra=None, checkpoint=None) -> None:
         """Write the Ptychodus product file (collective: every rank calls it)."""
         from .io.product import write_product
@@ -230,14 +242,13 @@ class Reconstruction:
             "halo_bytes_per_epoch": self.comm.allreduce(np.asarray(self.history.halo_bytes, dtype=np.float64)
                                                         ).tolist() if self.history.halo_bytes else [],
             "neighbours": [len(self.partition.neighbours(r)) for r in range(self.partition.size)],
-
             "config": self.cfg.to_dict(),
         }
         mine = {"peak_rss_bytes": peak_rss(), "halo_bytes_sent_per_rank": self.comm.halo_bytes_sent,
                 "halo_bytes_received_per_rank": self.comm.halo_bytes_received,
                 "allreduce_bytes_per_rank": self.comm.reduce_bytes,
                 "patterns_read_per_rank": self.dataset.patterns_read}
-        everyone = self._allgather(mine)  # one collective for all per-rank facts
+        everyone = self.comm.allgather(mine)  # one collective for all per-rank facts
         info.update({key: [r[key] for r in everyone] for key in mine})
         info.update(extra or {})
         write_product(path, shape=d.object_shape, core_box=self.state.tile.core, core=self.core(),
@@ -281,16 +292,6 @@ def peak_rss() -> int:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _split(ids, scan, count, mode, rng, n):
-    """Split ``ids`` (positions with window corners ``scan[ids]``) into ``count`` batches (some maybe empty)."""
-    count = max(int(count), 1)
-    if mode == "compact" and len(ids) >= count:
-        owner = partition(scan[ids], n, (1 << 30, 1 << 30), count).owner
-        groups = [ids[owner == g] for g in range(count)]
-        return [groups[g] for g in rng.permutation(count)]
-    return np.array_split(rng.permutation(ids), count)
 
 
 def _node_rank(mpi_comm) -> tuple[int, int]:

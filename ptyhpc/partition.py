@@ -79,6 +79,54 @@ def footprints(scan: np.ndarray, n: int) -> np.ndarray:
     return np.stack([c[:, 0], c[:, 0] + n, c[:, 1], c[:, 1] + n], axis=1)
 
 
+def bisection_order(points: np.ndarray) -> np.ndarray:
+    """Indices of ``points`` (P, 2) in recursive-bisection order: sorted along the longer extent, split at the
+    middle count, each half ordered the same way, down to single points. Every cell of such a bisection (and so,
+    up to a point, every tile of :func:`partition`, which cuts the same way) is a contiguous run of the order.
+    Vectorised: one sort per level, log2(P) levels."""
+    points = np.asarray(points, dtype=np.float64)
+    order = np.arange(len(points))
+    cell = np.zeros(len(points), dtype=np.int64)  # the cell of each slot of ``order``, non-decreasing
+    while len(points) > 1:
+        starts = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]])
+        sizes = np.diff(np.r_[starts, len(points)])
+        if sizes.max() == 1:
+            break
+        p = points[order]
+        extent = np.maximum.reduceat(p, starts) - np.minimum.reduceat(p, starts)
+        axis = (extent[:, 1] > extent[:, 0]).astype(np.int64)[cell]
+        order = order[np.lexsort((order, p[np.arange(len(p)), axis], cell))]
+        upper = (np.arange(len(p)) - starts[cell]) >= np.rint(sizes / 2)[cell]  # the halves partition() cuts
+        cell = np.cumsum(np.r_[True, (cell[1:] != cell[:-1]) | (upper[1:] != upper[:-1])]) - 1
+    return order
+
+
+def bisection_cells(n: int, cells: int) -> np.ndarray:
+    """Edges (cells + 1,) of the ``cells`` (a power of two) runs of an ``n``-long bisection order that are the
+    cells of its bisection at depth log2(cells): each run split in two as :func:`bisection_order` splits it."""
+    edges = np.array([0, n])
+    while len(edges) - 1 < cells:
+        middle = edges[:-1] + np.rint(np.diff(edges) / 2).astype(edges.dtype)
+        edges = np.insert(edges, np.arange(1, len(edges)), middle)
+    return edges
+
+
+def stratified_batches(order: np.ndarray, count: int, cells: int, rng) -> list:
+    """Random batches stratified in space: ``order`` (positions in :func:`bisection_order`) is cut into ``cells``
+    (a power of two) bisection cells; each cell's positions are shuffled and the cells, one after the other,
+    dealt to the ``count`` batches in turn from a random start. Within a cell a batch is a random subset, as
+    in a plain random split; but every batch holds an even share (+-1) of every run of whole cells, such as
+    the positions of one rank when 2, 4, ... ``cells`` ranks bisect the scan the same way. Returns ``count``
+    arrays of positions (sizes differ by at most one)."""
+    n = len(order)
+    slot = np.arange(n)
+    cell = np.searchsorted(bisection_cells(n, min(cells, max(n, 1))), slot, side="right") - 1
+    members = order[np.lexsort((rng.random(n), cell))]
+    label = (slot + rng.integers(count)) % count
+    members = members[np.argsort(label, kind="stable")]
+    return np.split(members, np.cumsum(np.bincount(label, minlength=count))[:-1])
+
+
 def partition(scan: np.ndarray, n: int, shape: tuple[int, int], size: int) -> Partition:
     """Split ``scan`` (POSI, 2) into ``size`` spatially compact groups by recursive coordinate bisection.
 

@@ -118,3 +118,28 @@ def test_allreduce_many_packs_arrays_of_mixed_types_into_one_collective():
         np.testing.assert_allclose(g, e, rtol=1e-6)
     # one buffer in float64: 2 x 24 + 12 + 5 values
     assert comm.reduce_bytes - before == (2 * 24 + 12 + 5) * 8
+
+
+@pytest.mark.mpi(min_size=2)
+def test_allreduce_many_mixes_sums_and_maxima_in_one_collective():
+    """Maxima ride in the same summed buffer, one row per rank: exact, and one collective of known size."""
+    world, d, part, comm = _setup()
+    rng = np.random.default_rng(11 + comm.rank)
+    total, peak = rng.standard_normal((3, 4)), rng.standard_normal(2)
+    before = comm.reduce_bytes
+    got_total, got_peak = comm.allreduce_many([total, peak], op=("sum", "max"))
+    from mpi4py import MPI
+
+    expect = np.empty_like(peak)
+    world.Allreduce(peak, expect, op=MPI.MAX)
+    assert np.array_equal(got_peak, expect)
+    np.testing.assert_allclose(got_total, world.allreduce(total), rtol=1e-12)
+    assert comm.reduce_bytes - before == (12 + 2 * comm.size) * 8
+
+
+@pytest.mark.mpi(min_size=2)
+def test_allgather_returns_every_ranks_value_in_rank_order():
+    world, d, part, comm = _setup()
+    got = comm.allgather(np.arange(comm.rank + 1.0))
+    assert [len(g) for g in got] == list(range(1, comm.size + 1))
+    assert all(np.array_equal(g, np.arange(r + 1.0)) for r, g in enumerate(got))

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ptyhpc.partition import box_size, footprints, intersect, partition
+from ptyhpc.partition import bisection_order, box_size, footprints, intersect, partition, stratified_batches
 
 from conftest import small_dataset
 
@@ -41,3 +41,39 @@ def test_neighbours_are_symmetric():
     for r in range(5):
         for other, box in part.neighbours(r):
             assert (r, box) in part.neighbours(other)
+
+
+def test_bisection_order_keeps_power_of_two_tiles_contiguous():
+    """Every tile of a 2-, 4-, 8- or 16-rank partition is one run of the order (the same cuts)."""
+    d, _, _ = small_dataset()
+    order = bisection_order(d.scan)
+    assert np.array_equal(np.sort(order), np.arange(len(d.scan)))
+    for size in (2, 4, 8, 16):
+        owner = partition(d.scan, d.n, d.object_shape, size).owner[order]
+        assert np.count_nonzero(np.diff(owner)) == size - 1
+
+
+@pytest.mark.parametrize("count,cells", [(5, 8), (7, 4), (40, 8)])
+def test_stratified_batches_give_every_tile_an_even_share(count, cells):
+    """The batches partition the positions, sizes within one; each tile of R <= cells ranks (powers of two)
+    holds floor or ceil of its share of every batch. A plain random split of the same set misses that."""
+    d, _, _ = small_dataset()
+    order = bisection_order(d.scan)
+    rng = np.random.default_rng(3)
+    batches = stratified_batches(order, count, cells, rng)
+    assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(len(d.scan)))
+    sizes = [len(b) for b in batches]
+    assert max(sizes) - min(sizes) <= 1
+    plain = np.array_split(rng.permutation(len(d.scan)), count)
+    for size in (2, 4, 8):
+        if size > cells:
+            continue
+        part = partition(d.scan, d.n, d.object_shape, size)
+        share = np.bincount(part.owner, minlength=size) / count
+        held = np.array([np.bincount(part.owner[b], minlength=size) for b in batches])
+        assert (held >= np.floor(share)).all() and (held <= np.ceil(share)).all()
+        held_plain = np.array([np.bincount(part.owner[b], minlength=size) for b in plain])
+        assert np.abs(held_plain - share).max() > 1
+    # a different draw each time: the split is random
+    again = stratified_batches(order, count, cells, rng)
+    assert any(not np.array_equal(np.sort(a), np.sort(b)) for a, b in zip(batches, again))

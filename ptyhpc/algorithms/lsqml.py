@@ -10,15 +10,19 @@ For a batch of positions j (the same batches on every rank; each rank takes its 
    a 2x2 least-squares system per position, regularised by half its batch mean;
 4. O += beta * mean_j a_Oj * dO,  P += beta * mean_j a_Pj * dP  (Eq. 27 with the batch-mean step).
 
-Object sums are completed with the neighbouring tiles, probe sums and step means over all ranks, all accumulated
-in double precision, so R ranks give the one-rank answer up to float rounding.
+Three collectives per batch: the object sums are completed with the neighbouring tiles; the probe sums and the
+global maximum of the object denominator travel in one all-reduce; the terms of every position's 2x2 system are
+gathered whole. Sums are accumulated in double precision, so R ranks give the one-rank answer up to float
+rounding.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from .. import physics
-from ..backend import array_module
+from ..backend import array_module, asnumpy
 from .common import batch_model, clip_amplitude, complete_object_sums, object_sums, probe_sums
 
 BATCHES = "global"
@@ -63,10 +67,11 @@ def farfield_step(farfield, predicted, measured, mask, noise):
 
 def directions(state, comm, corner, weights, probes, patches, chi):
     """Eq. 24-25: object direction on the tile (H, W) and probe direction (MODES, N, N)."""
-    xp = state.xp
-    o_num, o_den = complete_object_sums(comm, *object_sums(state.obj.shape, corner, probes, chi, xp, wide=True))
-    d_obj = o_num / (o_den + DELTA * comm.allreduce(float(o_den.max()), op="max") + 1e-30)
-    p_num, p_den = comm.allreduce_many(probe_sums(weights, patches, chi, wide=True))
+    o_num, o_den = complete_object_sums(comm, *object_sums(state.obj.shape, corner, probes, chi, state.xp, wide=True))
+    # the probe sums and the global maximum of the object denominator travel in one collective
+    p_num, p_den, o_max = comm.allreduce_many([*probe_sums(weights, patches, chi, wide=True), o_den.max()],
+                                              op=("sum", "sum", "max"))
+    d_obj = o_num / (o_den + DELTA * float(o_max) + 1e-30)
     d_probe = p_num / (p_den + DELTA * float(p_den.max()) + 1e-30)
     return d_obj.astype(state.obj.dtype), d_probe.astype(state.probe.dtype)
 
@@ -74,30 +79,28 @@ def directions(state, comm, corner, weights, probes, patches, chi):
 def step_sizes(comm, chi, d_op, d_po):
     """Eq. 22-23: per-position optimal steps; returns their means over the global batch (a_O, a_P).
 
-    ``d_po`` None (probe fixed) reduces the 2x2 system to the object step alone.
+    The five terms of each position's 2x2 system are gathered from all ranks (one collective), so every rank
+    solves the same systems for the whole batch. ``d_po`` None (probe fixed) reduces each to the object step.
     """
     xp = array_module(chi)
     ax = (1, 2, 3)
-    a11 = (abs(d_op) ** 2).sum(axis=ax, dtype=xp.float64)
-    b1 = (d_op.conj() * chi).real.sum(axis=ax, dtype=xp.float64)
+    terms = [(abs(d_op) ** 2).sum(axis=ax, dtype=xp.float64), (d_op.conj() * chi).real.sum(axis=ax, dtype=xp.float64)]
+    if d_po is not None:
+        terms += [(abs(d_po) ** 2).sum(axis=ax, dtype=xp.float64),
+                  (d_op.conj() * d_po).real.sum(axis=ax, dtype=xp.float64),
+                  (d_po.conj() * chi).real.sum(axis=ax, dtype=xp.float64)]
+    a11, b1, *probe_terms = np.concatenate(comm.allgather(asnumpy(xp.stack(terms))), axis=1)
+    if a11.size == 0:
+        return 0.0, 0.0
+    a11 = a11 + 0.5 * a11.mean()
     if d_po is None:
-        a11_total, count = comm.allreduce(xp.stack([a11.sum(), xp.asarray(len(chi), dtype=xp.float64)]))
-        mean = a11_total / count
-        total = comm.allreduce((b1 / (a11 + 0.5 * mean)).sum()) / count
-        return float(total), 0.0
-    a22 = (abs(d_po) ** 2).sum(axis=ax, dtype=xp.float64)
-    a12 = (d_op.conj() * d_po).real.sum(axis=ax, dtype=xp.float64)
-    b2 = (d_po.conj() * chi).real.sum(axis=ax)
-    # the global batch size travels with the sums
-    *totals, count = comm.allreduce(xp.stack([a11.sum(), a22.sum(), xp.asarray(len(chi), dtype=xp.float64)]))
-    means = [t / count for t in totals]
-    a11 = a11 + 0.5 * means[0]
-    a22 = a22 + 0.5 * means[1]
+        return float((b1 / a11).mean()), 0.0
+    a22, a12, b2 = probe_terms
+    a22 = a22 + 0.5 * a22.mean()
     det = a11 * a22 - a12 ** 2
     a_o = (a22 * b1 - a12 * b2) / det
     a_p = (a11 * b2 - a12 * b1) / det
-    sums = comm.allreduce(xp.stack([a_o.sum(), a_p.sum()])) / count
-    return float(sums[0]), float(sums[1])
+    return float(a_o.mean()), float(a_p.mean())
 
 
 def iterate(state, astate, comm, cfg, batches, update_probe=True):
