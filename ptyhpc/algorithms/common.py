@@ -27,8 +27,8 @@ def object_sums(shape, corner, probes, chi, xp, wide: bool = False):
     denominator sum_j sum_k |P_jk|^2           (real)
 
     ``wide``: accumulate in double precision. A sum over positions split across ranks or batches then rounds to
-    the same single-precision value as the one-rank sum, which DM and LSQML need (DM amplifies rounding
-    differences ~1000x in ten iterations).
+    the same single-precision value as the one-rank sum, which DM needs (it amplifies rounding differences
+    ~1000x in ten iterations; LSQML does not, and sums in the working precision).
     """
     cdtype = xp.complex128 if wide else chi.dtype
     num = xp.zeros(shape, dtype=cdtype)
@@ -47,7 +47,8 @@ def complete_object_sums(comm, num, den):
         return num, den
     xp = array_module(num)
     summed = comm.accumulate(xp.stack([num[box].real, num[box].imag, den[box]]), box)
-    num[box] = summed[0] + 1j * summed[1]
+    num[box].real[...] = summed[0]
+    num[box].imag[...] = summed[1]
     den[box] = summed[2]
     return num, den
 
