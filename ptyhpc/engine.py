@@ -119,7 +119,7 @@ class Reconstruction:
         restore = same_modes and ck["attrs"]["algorithm"] == cfg.algorithm  # else the algorithm state starts afresh
         self.astate = self.algorithm.init(self.state, self.comm, cfg, saved=ck["rows"] if restore else None)
         self._order = None
-        """Bisection order of the positions that ``batches`` splits (set on first use; 'uniform' batching)."""
+        """Bisection order of the positions that ``batches`` splits (set on first use; 'random' batching)."""
         self.stop_signal = 0
         """Set by a SIGTERM/SIGUSR1 handler (see ``signals``); ``iterate`` stops all ranks at the epoch's end."""
         self.log(f"rank {rank}/{size}: {len(idx)} positions, tile {tile.shape[0]}x{tile.shape[1]} at "

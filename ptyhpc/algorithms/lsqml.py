@@ -95,7 +95,8 @@ def step_sizes(comm, chi, d_op, d_po):
     """
     xp = array_module(chi)
     ax = (1, 2, 3)
-    terms = [(abs(d_op) ** 2).sum(axis=ax, dtype=xp.float64), (d_op.conj() * chi).real.sum(axis=ax, dtype=xp.float64)]
+    terms = [(abs(d_op) ** 2).sum(axis=ax, dtype=xp.float64),
+             (d_op.conj() * chi).real.sum(axis=ax, dtype=xp.float64)]
     if d_po is not None:
         terms += [(abs(d_po) ** 2).sum(axis=ax, dtype=xp.float64),
                   (d_op.conj() * d_po).real.sum(axis=ax, dtype=xp.float64),
