@@ -205,15 +205,11 @@ class TileComm:
         if not received:
             return a
         order = sorted(received)
-        if sum(other < self.rank for other in order) <= 1:
-            # x + y is y + x bitwise, so with at most one lower rank among the contributors, starting from my
-            # own block and adding the others in rank order gives the rank-order sum at every pixel
-            out = a.copy()
-            for other in order:
-                out[(...,) + self._within(self._link[other], box)] += received[other]
-            return out
+        # x + y is y + x bitwise: with at most one lower rank among the contributors, adding my block first still
+        # gives the rank-order sum at every pixel, and the sum starts from a copy of it instead of from zeros
+        mine_first = sum(other < self.rank for other in order) <= 1
         out = None
-        for other in sorted(list(received) + [self.rank]):
+        for other in [self.rank] + order if mine_first else sorted(order + [self.rank]):
             if other == self.rank:
                 out = a.copy() if out is None else out.__iadd__(a)
                 continue

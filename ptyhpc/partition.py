@@ -79,6 +79,12 @@ def footprints(scan: np.ndarray, n: int) -> np.ndarray:
     return np.stack([c[:, 0], c[:, 0] + n, c[:, 1], c[:, 1] + n], axis=1)
 
 
+def _lower_half(sizes: np.ndarray) -> np.ndarray:
+    """How many of a run of each size go to its lower half when a bisection splits it: the rounded middle count,
+    as :func:`partition` cuts for a power-of-two rank count (so its tiles are runs of the bisection order)."""
+    return np.rint(sizes / 2).astype(np.int64)
+
+
 def bisection_order(points: np.ndarray) -> np.ndarray:
     """Indices of ``points`` (P, 2) in recursive-bisection order: sorted along the longer extent, split at the
     middle count, each half ordered the same way, down to single points. Every cell of such a bisection (and so,
@@ -96,7 +102,7 @@ def bisection_order(points: np.ndarray) -> np.ndarray:
         extent = np.maximum.reduceat(p, starts) - np.minimum.reduceat(p, starts)
         axis = (extent[:, 1] > extent[:, 0]).astype(np.int64)[cell]
         order = order[np.lexsort((order, p[np.arange(len(p)), axis], cell))]
-        upper = (np.arange(len(p)) - starts[cell]) >= np.rint(sizes / 2)[cell]  # the halves partition() cuts
+        upper = (np.arange(len(p)) - starts[cell]) >= _lower_half(sizes)[cell]
         cell = np.cumsum(np.r_[True, (cell[1:] != cell[:-1]) | (upper[1:] != upper[:-1])]) - 1
     return order
 
@@ -106,7 +112,7 @@ def bisection_cells(n: int, cells: int) -> np.ndarray:
     cells of its bisection at depth log2(cells): each run split in two as :func:`bisection_order` splits it."""
     edges = np.array([0, n])
     while len(edges) - 1 < cells:
-        middle = edges[:-1] + np.rint(np.diff(edges) / 2).astype(edges.dtype)
+        middle = edges[:-1] + _lower_half(np.diff(edges))
         edges = np.insert(edges, np.arange(1, len(edges)), middle)
     return edges
 
