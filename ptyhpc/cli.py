@@ -17,7 +17,8 @@ import numpy as np
 
 from .backend import DeviceError
 from .config import ALGORITHMS, BATCHINGS, ReconConfig
-from .io.dataset import InputError
+from .engine import Diverged
+from .io.dataset import InputError, check_object, check_probe
 
 log = logging.getLogger("ptyhpc")
 
@@ -38,7 +39,8 @@ def _simulate(args) -> int:
     return 0
 
 
-def _load_probe(path):
+def _initial(path, key: str) -> np.ndarray:
+    """An initial guess ``key`` ('probe' or 'object') from a .npy file or a product file."""
     if path.endswith(".npy"):
         try:
             return np.load(path)
@@ -46,7 +48,7 @@ def _load_probe(path):
             raise InputError(path, "-", f"not a readable .npy file ({e})") from None
     from .io.product import read_product
 
-    return read_product(path)["probe"]
+    return read_product(path)[key]
 
 
 def _config(args) -> ReconConfig:
@@ -55,12 +57,10 @@ def _config(args) -> ReconConfig:
                       device=args.device, batch_size=args.batch_size, batching=args.batching, noise=args.noise,
                       precision=args.precision, seed=args.seed)
     for item in args.set or []:
-        key, _, value = item.partition("=")
-        field = ReconConfig.__dataclass_fields__.get(key)
-        if field is None or not _:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY one of {sorted(ReconConfig.__dataclass_fields__)}")
-        kind = type(getattr(ReconConfig(), key))
-        cfg = cfg.replace(**{key: (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)})
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ValueError(f"--set {item}: expected KEY=VALUE")
+        cfg = cfg.replace(**{key.strip(): ReconConfig.parse(key.strip(), value)})
     return cfg
 
 
@@ -69,30 +69,41 @@ def checkpoint_path(output) -> str:
     return os.path.splitext(os.fspath(output))[0] + ".checkpoint.h5"
 
 
+def preview_path(output) -> str:
+    """``OUT.png`` beside the output ``OUT.h5``."""
+    return os.path.splitext(os.fspath(output))[0] + ".png"
+
+
 def _reconstruct(args) -> int:
     from .comm import world
     from .engine import Reconstruction, signals, stderr_progress
     from .io import load
+    from .io.output import check_outputs
 
     comm = world()
     rank = comm.Get_rank() if comm is not None else 0
     cfg = _config(args)
-    dataset = load(args.input, flip_translation=args.flip_translation)
-    probe = _load_probe(args.probe) if args.probe else None
-    if probe is not None:
-        from .io.dataset import check_probe
-
-        probe = check_probe(args.probe, "probe", probe, dataset.n)
-    logging.basicConfig(level=logging.INFO if (args.verbose and rank == 0) else logging.WARNING,
-                        format="%(message)s", stream=sys.stderr)
     if args.checkpoint_every < 0:
         raise ValueError(f"--checkpoint-every {args.checkpoint_every}: must be >= 0")
-    rec = Reconstruction(dataset, cfg, comm, probe=probe, log=log.info, resume=args.resume)
+    dataset = load(args.input, flip_translation=args.flip_translation)
+    # before any computing: nothing the run writes may land on a file it reads, or where it cannot be written
+    ckpt = checkpoint_path(args.output)
+    outputs = [("-o", args.output), ("checkpoint", ckpt)]
+    if not args.no_preview:
+        outputs.append(("preview", preview_path(args.output)))
+    inputs = [("INPUT", p) for p in dataset.sources] + [("--probe", args.probe), ("--object", args.object),
+                                                        ("--resume", args.resume), ("--config", args.config)]
+    check_outputs(outputs, inputs, probe_writable=rank == 0, may_replace={("checkpoint", "--resume")})
+    probe = check_probe(args.probe, "probe", _initial(args.probe, "probe"), dataset.n) if args.probe else None
+    obj = check_object(args.object, "object", _initial(args.object, "object"), dataset.object_shape) \
+        if args.object else None
+    logging.basicConfig(level=logging.INFO if (args.verbose and rank == 0) else logging.WARNING,
+                        format="%(message)s", stream=sys.stderr)
+    rec = Reconstruction(dataset, cfg, comm, probe=probe, obj=obj, log=log.info, resume=args.resume)
     if rank == 0:
         print(f"ptyhpc: {cfg.algorithm} on {rec.comm.size} rank(s), {cfg.device}, {dataset.count} patterns "
               f"{dataset.n}x{dataset.n}, object {dataset.object_shape[0]}x{dataset.object_shape[1]}"
               + (f", resumed at epoch {rec.epoch} from {args.resume}" if args.resume else ""), file=sys.stderr)
-    ckpt = checkpoint_path(args.output)
     with signals(rec):
         stopped = rec.iterate(max(cfg.epochs - rec.epoch, 0), checkpoint=ckpt, every=args.checkpoint_every,
                               progress=stderr_progress(cfg.epochs) if rank == 0 and not args.quiet else None)
@@ -108,7 +119,7 @@ def _reconstruct(args) -> int:
             from .preview import save_preview
 
             r = read_product(args.output)
-            png = os.path.splitext(args.output)[0] + ".png"
+            png = preview_path(args.output)
             save_preview(png, r["object"], r["probe"], r["losses"], title=f"{cfg.algorithm}, {cfg.epochs} epochs")
             print(f"wrote {args.output} and {png}")
         else:
@@ -195,7 +206,7 @@ def _info(args) -> int:
     return 0
 
 
-RECONSTRUCT_PATHS = ("probe", "config", "resume")
+RECONSTRUCT_PATHS = ("probe", "object", "config", "resume")
 """Reconstruct options that name files: made absolute when forwarded to a job that runs elsewhere."""
 
 
@@ -208,6 +219,7 @@ def _reconstruct_options(r) -> list:
         add("--epochs", type=int),
         add("--probe-modes", type=int),
         add("--probe", help="initial probe: .npy (MODES, N, N) or a product file"),
+        add("--object", help="initial object: .npy (H, W) or a product file of the same scan"),
         add("--config", help="TOML file with a [reconstruct] table"),
         add("--device", choices=("cpu", "gpu", "auto")),
         add("--batch-size", type=int),
@@ -328,6 +340,12 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
+    except BrokenPipeError:  # `ptyhpc compare ... | head`: the reader has gone, there is no one to tell
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the exit's flush cannot fail
+        return 1
+    except Diverged as e:
+        return _fail(f"{args.output}: -: not written: {e}; an existing {os.path.basename(args.output)} and its last "
+                     "checkpoint are kept")
     except (InputError, DeviceError, ValueError, FileNotFoundError) as e:
         return _fail(str(e))
     except KeyboardInterrupt:

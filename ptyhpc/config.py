@@ -10,6 +10,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 ALGORITHMS = ("rpie", "dm", "lsqml")
+BOOLEAN_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 BATCHINGS = ("random", "compact")
 
 
@@ -62,6 +63,8 @@ class ReconConfig:
     """Seed of the batch shuffling and of the extra probe modes."""
 
     def __post_init__(self):
+        for f in fields(self):
+            _check_type(f.name, getattr(self, f.name), type(f.default))
         checks = [
             (self.algorithm in ALGORITHMS, f"algorithm must be one of {ALGORITHMS}, not {self.algorithm!r}"),
             (self.epochs >= 0, f"epochs must be >= 0, not {self.epochs}"),
@@ -72,6 +75,11 @@ class ReconConfig:
             (0 <= self.beta <= 1, f"beta must lie in [0, 1], not {self.beta}"),
             (self.noise in ("gaussian", "poisson"), f"noise must be 'gaussian' or 'poisson', not {self.noise!r}"),
             (self.dm_inner >= 1, f"dm_inner must be >= 1, not {self.dm_inner}"),
+            (self.dm_power_bound >= 0, f"dm_power_bound must be >= 0 (0: plain projection), not {self.dm_power_bound}"),
+            (0 < self.lsqml_beta <= 1, f"lsqml_beta must lie in (0, 1], not {self.lsqml_beta}"),
+            (self.probe_start >= 0, f"probe_start must be >= 0, not {self.probe_start}"),
+            (self.object_clip >= 0, f"object_clip must be >= 0 (0: no clip), not {self.object_clip}"),
+            (self.seed >= 0, f"seed must be >= 0, not {self.seed}"),
             (self.device in ("cpu", "gpu", "auto"), f"device must be 'cpu', 'gpu' or 'auto', not {self.device!r}"),
             (self.precision in ("complex64", "complex128"),
              f"precision must be 'complex64' or 'complex128', not {self.precision!r}"),
@@ -79,7 +87,7 @@ class ReconConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise ValueError(f"setting {message}")
 
     @property
     def batch(self) -> int:
@@ -91,15 +99,60 @@ class ReconConfig:
 
     @classmethod
     def from_toml(cls, path) -> "ReconConfig":
-        """Load ``[reconstruct]`` (or the top level) of a TOML file; unknown keys are an error."""
-        with open(path, "rb") as f:
-            table = tomllib.load(f)
+        """Load ``[reconstruct]`` (or the top level) of a TOML file; unknown keys, wrong types and values out of
+        range are errors that name the file and the key."""
+        try:
+            with open(path, "rb") as f:
+                table = tomllib.load(f)
+        except OSError as e:
+            raise ValueError(f"{path}: -: cannot read the settings file ({e.strerror})") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{path}: -: TOML syntax error: {e}") from None
         table = table.get("reconstruct", table)
+        if not isinstance(table, dict):
+            raise ValueError(f"{path}: reconstruct: must be a table of settings, not {table!r}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(table) - known)
         if unknown:
-            raise ValueError(f"{path}: unknown setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**table)
+            raise ValueError(f"{path}: reconstruct: unknown setting(s) {unknown}; known: {sorted(known)}")
+        try:
+            return cls(**table)
+        except ValueError as e:
+            raise ValueError(f"{path}: reconstruct: {e}") from None
+
+    @classmethod
+    def parse(cls, key: str, text: str):
+        """The value of setting ``key`` from its command-line text (``--set KEY=VALUE``), typed as the field is.
+        Booleans accept only true/false, yes/no, on/off and 1/0."""
+        field = cls.__dataclass_fields__.get(key)
+        if field is None:
+            raise ValueError(f"--set {key}={text}: unknown setting {key!r}; known: {sorted(cls.__dataclass_fields__)}")
+        kind = type(field.default)
+        word = text.strip().lower()
+        if kind is bool:
+            if word in BOOLEAN_WORDS:
+                return BOOLEAN_WORDS[word]
+            allowed = "true/false, yes/no, on/off or 1/0"
+        else:
+            try:
+                return kind(text.strip())
+            except ValueError:
+                allowed = {int: "an integer", float: "a number", str: "text"}[kind]
+        raise ValueError(f"--set {key}={text}: setting {key} must be {allowed}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _check_type(name: str, value, kind: type) -> None:
+    """Raise ValueError unless ``value`` fits a field whose default is of type ``kind`` (an int is a float; a bool
+    is neither an int nor a float)."""
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        what = {bool: "true or false", int: "an integer", float: "a number", str: "text"}[kind]
+        raise ValueError(f"setting {name} = {value!r}: must be {what}")

@@ -12,6 +12,7 @@ different number of ranks the new partition reads its tiles and rows from the fi
 """
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import time
@@ -24,6 +25,7 @@ from .algorithms import ALGORITHMS
 from .backend import DTYPES, asnumpy, get_xp, limit_threads, synchronize
 from .comm import TileComm
 from .config import ReconConfig
+from .io.dataset import InputError
 from .partition import bisection_order, partition, stratified_batches
 from .state import LocalState
 
@@ -82,8 +84,20 @@ class Reconstruction:
         self.mpi = mpi_comm
         tile = self.partition.tiles[rank]
         idx = self.partition.indices(rank)
-        patterns = dataset.read_patterns(idx, mpi_comm)
-        total = self.comm.allreduce(float(patterns.sum(dtype=np.float64)))
+        measured = dataset.read_patterns(idx, mpi_comm)
+        patterns = measured.intensity
+        invalid = measured.invalid if measured.invalid is not None else np.zeros((0, dataset.n, dataset.n), bool)
+        total, masked_pixels, masked_patterns = self.comm.allreduce(np.array(
+            [patterns.sum(dtype=np.float64), invalid.sum(), invalid.any(axis=(1, 2)).sum()], dtype=np.float64))
+        if not total > 0:
+            raise InputError(dataset.path, dataset.patterns_dataset, "every pattern is zero: no photons to fit")
+        self.masked = {"pixels": int(masked_pixels), "patterns": int(masked_patterns)}
+        """Detector-marked pixels left out of their own pattern's fit (see ``Dataset.read_patterns``)."""
+        if masked_pixels and rank == 0:
+            logging.getLogger("ptyhpc").warning(
+                f"ptyhpc: {dataset.path}: {dataset.patterns_dataset}: {int(masked_pixels)} pixel(s) in "
+                f"{int(masked_patterns)} pattern(s) hold the detector's marker {measured.marker}: left out of "
+                "those patterns' fit")
         mean_power = total / dataset.count
         self.algorithm = ALGORITHMS[cfg.algorithm]
         self.history = History()
@@ -115,7 +129,8 @@ class Reconstruction:
             y0, y1, x0, x1 = tile.box
             tile_obj = np.asarray(obj[y0:y1, x0:x1])
         self.state = LocalState.create(self.xp, dtype, tile, dataset.scan[idx], idx, patterns, dataset.mask,
-                                       probe, tile_obj)
+                                       probe, tile_obj, invalid=measured.invalid)
+        del measured, patterns
         restore = same_modes and ck["attrs"]["algorithm"] == cfg.algorithm  # else the algorithm state starts afresh
         self.astate = self.algorithm.init(self.state, self.comm, cfg, saved=ck["rows"] if restore else None)
         self._order = None
@@ -183,6 +198,8 @@ class Reconstruction:
                 st.probe = st.probe * float(np.sqrt(self.mean_power / physics.probe_power(st.probe)))
             cost, stop = self.comm.allreduce(np.array([float(local), float(self.stop_signal)]))  # one collective
             cost /= self.dataset.count
+            if not np.isfinite(cost):  # the same on every rank: all stop here, before anything is written
+                raise Diverged(f"the cost became {cost} in epoch {self.epoch + 1} ({cfg.algorithm} diverged)")
             synchronize(self.xp)
             seconds = time.perf_counter() - t0
             self.epoch += 1
@@ -242,20 +259,30 @@ class Reconstruction:
             "halo_bytes_per_epoch": self.comm.allreduce(np.asarray(self.history.halo_bytes, dtype=np.float64)
                                                         ).tolist() if self.history.halo_bytes else [],
             "neighbours": [len(self.partition.neighbours(r)) for r in range(self.partition.size)],
+            "masked_marker_pixels": self.masked["pixels"], "masked_marker_patterns": self.masked["patterns"],
             "config": self.cfg.to_dict(),
         }
-        mine = {"peak_rss_bytes": peak_rss(), "halo_bytes_sent_per_rank": self.comm.halo_bytes_sent,
+        core, probe = self.core(), asnumpy(self.state.probe)
+        mine = {"finite": bool(np.isfinite(core).all() and np.isfinite(probe).all()),
+                "peak_rss_bytes": peak_rss(), "halo_bytes_sent_per_rank": self.comm.halo_bytes_sent,
                 "halo_bytes_received_per_rank": self.comm.halo_bytes_received,
                 "allreduce_bytes_per_rank": self.comm.reduce_bytes,
                 "patterns_read_per_rank": self.dataset.patterns_read}
         everyone = self.comm.allgather(mine)  # one collective for all per-rank facts
+        if not all(r["finite"] for r in everyone):
+            raise Diverged(f"the object or the probe holds NaN or Inf after epoch {self.epoch}")
+        del mine["finite"]
         info.update({key: [r[key] for r in everyone] for key in mine})
         info.update(extra or {})
-        write_product(path, shape=d.object_shape, core_box=self.state.tile.core, core=self.core(),
-                      probe=asnumpy(self.state.probe), scan=d.scan, n=d.n, pixel_size=d.pixel_size,
+        write_product(path, shape=d.object_shape, core_box=self.state.tile.core, core=core,
+                      probe=probe, scan=d.scan, n=d.n, pixel_size=d.pixel_size,
                       wavelength=d.wavelength, distance=d.distance,
                       losses=list(zip(self.history.epochs, self.history.costs)), comm=self.mpi, extra=info,
                       checkpoint=checkpoint)
+
+
+class Diverged(RuntimeError):
+    """The reconstruction stopped being finite; raised on every rank at once, before anything is written."""
 
 
 class signals:

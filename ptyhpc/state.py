@@ -18,6 +18,8 @@ class LocalState:
     probe : (MODES, N, N) complex, the full probe (every rank holds all of it)
     patterns : (POSI, N, N) real, measured intensities of this rank's positions, zero frequency at [0, 0]
     mask : (N, N) bool, True where a detector pixel is valid
+    invalid : (POSI, N, N) bool or None, pixels without a valid count in one pattern only (detector markers for
+        overflow or gaps, see ``Dataset.read_patterns``); None when there are none
     corner : (POSI, 2) int, host NumPy: integer top-left corner of each window in *tile* coordinates
     weights : (POSI, 4) real, bilinear weights of each position's fractional offset (see physics.split_scan)
     indices : (POSI,) int, host NumPy: global index of each position (sorted)
@@ -28,6 +30,7 @@ class LocalState:
     probe: object
     patterns: object
     mask: object
+    invalid: object
     corner: np.ndarray
     weights: object
     indices: np.ndarray
@@ -41,10 +44,18 @@ class LocalState:
     def n(self) -> int:
         return self.probe.shape[-1]
 
+    def mask_of(self, b):
+        """The valid pixels of the positions ``b`` (local indices on the device): ``mask`` (N, N), or (BATCH, N,
+        N) where some patterns have pixels of their own to leave out."""
+        if self.invalid is None:
+            return self.mask
+        return self.mask & ~self.invalid[b]
+
     @classmethod
-    def create(cls, xp, dtype, tile: Tile, scan: np.ndarray, indices: np.ndarray, patterns, mask, probe, obj):
+    def create(cls, xp, dtype, tile: Tile, scan: np.ndarray, indices: np.ndarray, patterns, mask, probe, obj,
+               invalid=None):
         """Build the state from host arrays. ``scan`` : (POSI, 2) global positions of *this rank's* patterns;
-        ``obj`` : (H, W) this rank's tile of the initial object (host or device)."""
+        ``obj`` : (H, W) this rank's tile of the initial object (host or device); ``invalid`` as the field."""
         real = np.finfo(np.dtype(dtype)).dtype
         local = np.asarray(scan, dtype=np.float64) - np.asarray(tile.origin, dtype=np.float64)
         corner, weights = physics.split_scan(local)
@@ -55,6 +66,7 @@ class LocalState:
             probe=xp.array(probe, dtype=dtype),
             patterns=xp.asarray(patterns, dtype=real),
             mask=xp.asarray(mask, dtype=bool),
+            invalid=None if invalid is None else xp.asarray(invalid, dtype=bool),
             corner=corner,
             weights=xp.asarray(weights, dtype=real),
             indices=np.asarray(indices),

@@ -66,7 +66,7 @@ def worker(path):
     mine = partition(d.scan, d.n, d.object_shape, comm.Get_size()).indices(comm.Get_rank())
     comm.Barrier()
     t0 = time.perf_counter()
-    patterns = d.read_patterns(mine, comm)
+    patterns = d.read_patterns(mine, comm).intensity
     seconds = comm.allreduce(time.perf_counter() - t0, op=MPI.MAX)
     read = comm.allreduce(d.patterns_read)
     runs = comm.allreduce(int((np.diff(np.sort(mine)) != 1).sum()) + 1)

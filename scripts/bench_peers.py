@@ -75,7 +75,7 @@ def main():
         ptyhpc("simulate", data, "--initial-probe", probe)
         d = load(data)
         truth = read_product(os.path.join(tmp, "sim_truth.h5"))
-        patterns = d.read_patterns(np.arange(d.count))
+        patterns = d.read_patterns(np.arange(d.count)).intensity
         p0 = np.load(probe)
         p0 = p0 * np.sqrt(patterns.sum(dtype=np.float64) / d.count / (abs(p0) ** 2).sum())
         problem = os.path.join(tmp, "problem.npz")

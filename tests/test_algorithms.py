@@ -73,7 +73,7 @@ def test_object_clip_bounds_amplitude():
 def test_initial_probe_is_rescaled_to_the_data():
     d, truth, p0 = small_dataset()
     rec = Reconstruction(d, ReconConfig(), probe=p0 * 1000)
-    mean_power = d.read_patterns(np.arange(d.count)).sum() / d.count
+    mean_power = d.read_patterns(np.arange(d.count)).intensity.sum() / d.count
     assert np.isclose((abs(rec.state.probe) ** 2).sum(), mean_power, rtol=1e-4)
 
 

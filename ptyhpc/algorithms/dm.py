@@ -86,11 +86,11 @@ def exit_wave_update(state, astate, stack, b, cfg):
     xp = state.xp
     bx = xp.asarray(b)
     _, _, _, _, farfield, predicted = batch_model(state, stack, b)
-    measured = state.patterns[bx]
-    misfit = float(physics.cost(predicted, measured, state.mask, cfg.noise))
+    measured, mask = state.patterns[bx], state.mask_of(bx)
+    misfit = float(physics.cost(predicted, measured, mask, cfg.noise))
     psi = astate.psi[bx]
     reflected = 2 * farfield - physics.fft2(psi)
-    ratio = power_bound_ratio(physics.intensity(reflected), measured, state.mask, cfg.dm_power_bound)
+    ratio = power_bound_ratio(physics.intensity(reflected), measured, mask, cfg.dm_power_bound)
     astate.psi[bx] = psi + physics.ifft2(reflected * ratio[:, None] - farfield)
     return misfit
 
@@ -107,7 +107,7 @@ def power_bound_ratio(predicted, measured, mask, bound):
     if bound <= 0:
         return physics.modulus_ratio(predicted, measured, mask)
     xp = physics.array_module(predicted)
-    valid = max(int(mask.sum()), 1)
+    valid = xp.maximum(mask.sum(axis=(-2, -1)), 1).astype(predicted.dtype)  # per pattern, or one count for all
     misfit, ratio = physics.fit_amplitude(predicted, measured, mask, per_pattern=True)
     err = misfit / valid
     pbound = bound * ((measured / (1 + 4 * measured)) * mask).sum(axis=(1, 2)) / valid

@@ -123,9 +123,10 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
     for b in batches:
         stack = physics.probe_stack(state.probe)
         corner, weights, probes, patches, farfield, predicted = batch_model(state, stack, b)
-        measured = state.patterns[xp.asarray(b)]
-        total += float(physics.cost(predicted, measured, state.mask, cfg.noise))
-        chi = farfield_step(farfield, predicted, measured, state.mask, cfg.noise)
+        bx = xp.asarray(b)
+        measured, mask = state.patterns[bx], state.mask_of(bx)
+        total += float(physics.cost(predicted, measured, mask, cfg.noise))
+        chi = farfield_step(farfield, predicted, measured, mask, cfg.noise)
         d_obj, d_probe = directions(state, comm, corner, weights, probes, patches, chi)
         d_op = probes * physics.extract(d_obj, xp.asarray(corner), state.n)[:, None]
         d_po = patches[:, None] * physics.shifted_probes(physics.probe_stack(d_probe), weights) if update_probe else None

@@ -97,12 +97,13 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
         if len(b):
             stack = physics.probe_stack(state.probe)
             corner, weights, probes, patches, farfield, predicted = batch_model(state, stack, b)
-            measured = state.patterns[state.xp.asarray(b)]
+            bx = state.xp.asarray(b)
+            measured, mask = state.patterns[bx], state.mask_of(bx)
             if cfg.noise == "gaussian":
-                misfit, ratio = physics.fit_amplitude(predicted, measured, state.mask)
+                misfit, ratio = physics.fit_amplitude(predicted, measured, mask)
             else:
-                misfit = physics.cost(predicted, measured, state.mask, cfg.noise)
-                ratio = physics.modulus_ratio(predicted, measured, state.mask)
+                misfit = physics.cost(predicted, measured, mask, cfg.noise)
+                ratio = physics.modulus_ratio(predicted, measured, mask)
             total += float(misfit)
             chi = exit_wave_update(farfield, ratio)
             # the object changes only inside the batch's bounding box: work there

@@ -7,7 +7,7 @@ import numpy as np
 
 from .dataset import (H_PLANCK_C, Dataset, InputError, check_mask, check_patterns_shape, check_probe,
                       place_scan)
-from .h5 import open_file, read_rows
+from .h5 import locate, open_file, read_rows
 
 DATA = ("entry_1/data_1/data", "entry_1/instrument_1/detector_1/data")
 TRANSLATION = "entry_1/sample_1/geometry_1/translation"
@@ -29,46 +29,55 @@ def _scalar(f, path, key, lo, hi, what):
 
 def load(path, flip_translation: bool = False) -> Dataset:
     with open_file(path, "r") as f:
-        key = next((k for k in DATA if k in f), None)
-        if key is None:
-            raise InputError(path, DATA[0], f"missing: no diffraction data at {' or '.join(DATA)}")
-        d = f[key]
-        if d.dtype.kind not in "iuf":
-            raise InputError(path, key, f"patterns must be numbers, not {d.dtype}")
-        if TRANSLATION not in f:
-            raise InputError(path, TRANSLATION, "missing: no scan positions")
-        t = f[TRANSLATION]
-        if t.ndim != 2 or t.shape[1] < 2:
-            raise InputError(path, TRANSLATION, f"translations must be (POSI, 2 or 3) metres, got shape {t.shape}")
-        count, n = check_patterns_shape(path, key, d.shape, t.shape[0])
-        translation = np.asarray(t[:, :2], dtype=np.float64)
+        try:
+            return _load(f, path, flip_translation)
+        except (RuntimeError, KeyError, OSError) as e:  # h5py's words for unreadable metadata
+            raise InputError(path, "-", f"unreadable: corrupt or truncated file? ({e})") from None
 
-        energy = _scalar(f, path, f"{SOURCE}/energy", 1e-17, 1e-12, "photon energy (J)")
-        wavelength = _scalar(f, path, f"{SOURCE}/wavelength", 1e-13, 1e-6, "wavelength (m)")
-        if wavelength is None and energy is not None:
-            wavelength = H_PLANCK_C / energy
-        distance = _scalar(f, path, f"{DETECTOR}/distance", 1e-4, 1e3, "detector distance (m)")
-        pixel = _scalar(f, path, f"{DETECTOR}/x_pixel_size", 1e-7, 1e-2, "detector pixel size (m)")
-        if None in (wavelength, distance, pixel):
-            missing = [k for k, v in (("source_1/energy or wavelength", wavelength),
-                                      ("detector_1/distance", distance), ("detector_1/x_pixel_size", pixel))
-                       if v is None]
-            raise InputError(path, ", ".join(missing), "missing: needed to convert translations (m) to pixels")
-        pixel_size = wavelength * distance / (n * pixel)
 
-        mask = np.ones((n, n), dtype=bool)
-        if f"{DETECTOR}/mask" in f:
-            mask = check_mask(path, f"{DETECTOR}/mask", f[f"{DETECTOR}/mask"][()], n) == 0  # non-zero = bad
-        probe = None
-        for pkey in (f"{SOURCE}/probe", "entry_1/probe"):
-            if pkey in f:
-                probe = check_probe(path, pkey, f[pkey][()], n)
+def _load(f, path, flip_translation):
+    key = next((k for k in DATA if k in f), None)
+    if key is None:
+        raise InputError(path, DATA[0], f"missing: no diffraction data at {' or '.join(DATA)}")
+    d, sources, virtual = locate(f, key)
+    if d.dtype.kind not in "iuf":
+        raise InputError(path, key, f"patterns must be numbers, not {d.dtype}")
+    if TRANSLATION not in f:
+        raise InputError(path, TRANSLATION, "missing: no scan positions")
+    t, _, _ = locate(f, TRANSLATION)
+    if t.ndim != 2 or t.shape[1] < 2:
+        raise InputError(path, TRANSLATION, f"translations must be (POSI, 2 or 3) metres, got shape {t.shape}")
+    count, n = check_patterns_shape(path, key, d.shape, t.shape[0])
+    translation = np.asarray(t[:, :2], dtype=np.float64)
+
+    energy = _scalar(f, path, f"{SOURCE}/energy", 1e-17, 1e-12, "photon energy (J)")
+    wavelength = _scalar(f, path, f"{SOURCE}/wavelength", 1e-13, 1e-6, "wavelength (m)")
+    if wavelength is None and energy is not None:
+        wavelength = H_PLANCK_C / energy
+    distance = _scalar(f, path, f"{DETECTOR}/distance", 1e-4, 1e3, "detector distance (m)")
+    pixel = _scalar(f, path, f"{DETECTOR}/x_pixel_size", 1e-7, 1e-2, "detector pixel size (m)")
+    if None in (wavelength, distance, pixel):
+        missing = [k for k, v in (("source_1/energy or wavelength", wavelength),
+                                  ("detector_1/distance", distance), ("detector_1/x_pixel_size", pixel))
+                   if v is None]
+        raise InputError(path, ", ".join(missing), "missing: needed to convert translations (m) to pixels")
+    pixel_size = wavelength * distance / (n * pixel)
+
+    mask = np.ones((n, n), dtype=bool)
+    if f"{DETECTOR}/mask" in f:
+        mask = check_mask(path, f"{DETECTOR}/mask", f[f"{DETECTOR}/mask"][()], n)
+    probe = None
+    for pkey in (f"{SOURCE}/probe", "entry_1/probe"):
+        if pkey in f:
+            probe = check_probe(path, pkey, f[pkey][()], n)
 
     positions = translation if flip_translation else -translation  # probe moves opposite to the sample
     centres = positions[:, ::-1] / pixel_size  # (x, y) metres -> (row, col) pixels
     scan, shape = place_scan(path, TRANSLATION, centres - n / 2, n)
+    # parallel HDF5 cannot read virtual datasets (Eiger master files): each rank then opens the file on its own
+    reader = partial(read_rows, path, key, dtype=None, independent=virtual)
     return Dataset(
         path=str(path), patterns_dataset=key, count=count, n=n, scan=scan, object_shape=shape,
         mask=np.fft.ifftshift(mask), probe=probe, pixel_size=pixel_size, wavelength=wavelength,
-        distance=distance, detector_pixel=pixel, reader=partial(read_rows, path, key), centred=True,
+        distance=distance, detector_pixel=pixel, reader=reader, centred=True, sources=sources,
     )

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -20,6 +20,20 @@ class InputError(ValueError):
     def __init__(self, path, dataset: str, problem: str):
         self.path, self.dataset, self.problem = str(path), dataset, problem
         super().__init__(f"{path}: {dataset}: {problem}")
+
+
+class Patterns(NamedTuple):
+    """Measured patterns as read (``Dataset.read_patterns``).
+
+    intensity : (POSI, N, N) float32, photon counts, zero frequency at [0, 0]; 0 where ``invalid``
+    invalid : (POSI, N, N) bool or None, pixels holding the detector's marker for "no valid count" (overflow,
+        gap, bad pixel) in that pattern; None when no pixel does
+    marker : the marker values looked for (empty for float data, which has none)
+    """
+
+    intensity: np.ndarray
+    invalid: np.ndarray | None
+    marker: str
 
 
 @dataclass
@@ -47,21 +61,46 @@ class Dataset:
     distance: float | None
     detector_pixel: float | None
     reader: Callable = field(repr=False)
-    """reader(sorted indices, comm) -> (len, N, N) raw patterns as stored (before shifting)."""
+    """reader(sorted indices, comm) -> (len, N, N) raw patterns in the stored dtype (before shifting)."""
     centred: bool = True
     """True when the file stores patterns with the zero frequency in the middle (they are ifftshift-ed)."""
     patterns_read: int = 0
     """How many patterns this process has read (each rank should read only its own)."""
+    sources: tuple = ()
+    """Every file the patterns and positions come from (the file itself, a folder's files, the source files of
+    virtual or externally linked datasets): a run never writes over any of them."""
 
-    def read_patterns(self, indices, comm=None) -> np.ndarray:
+    def __post_init__(self):
+        self.sources = tuple(self.sources) or (self.path,)
+
+    def read_patterns(self, indices, comm=None) -> "Patterns":
         """Patterns ``indices`` (any order) as float32 with the zero frequency at [0, 0], checked for NaN, Inf
-        and negative values. ``comm``: the MPI communicator when all ranks read at once (parallel HDF5)."""
+        and negative values. ``comm``: the MPI communicator when all ranks read at once (parallel HDF5).
+
+        Integer data (uint16, uint32, int32, ...) carry the detector's markers for pixels without a valid count:
+        the type's largest value (Eiger: 65535, 0xFFFFFFFF for overflow and gaps) and, in signed types, negative
+        values (Pilatus: -1 gaps, -2 bad pixels). Such a pixel is left out of *that pattern's* fit: its intensity
+        is 0 here and ``Patterns.invalid`` marks it.
+        """
         indices = np.asarray(indices, dtype=np.int64)
         order = np.argsort(indices, kind="stable")
         raw = self.reader(indices[order], comm)
         self.patterns_read += len(indices)
         out = np.empty((len(indices), self.n, self.n), dtype=np.float32)
         out[order] = raw
+        invalid, marker = None, ""
+        if raw.dtype.kind in "iu":
+            top = np.iinfo(raw.dtype).max
+            flagged = raw == top
+            marker = f"{top} ({raw.dtype} maximum)"
+            if raw.dtype.kind == "i":
+                flagged |= raw < 0
+                marker += " or negative"
+            if flagged.any():
+                invalid = np.empty(out.shape, dtype=bool)
+                invalid[order] = flagged
+                out[invalid] = 0
+        del raw
         bad = ~np.isfinite(out)
         if bad.any():
             j = int(indices[np.flatnonzero(bad.any(axis=(1, 2)))[0]])
@@ -71,7 +110,8 @@ class Dataset:
             raise InputError(self.path, self.patterns_dataset, f"pattern {j} has negative intensities")
         if self.centred:
             out = np.fft.ifftshift(out, axes=(-2, -1))
-        return out
+            invalid = None if invalid is None else np.fft.ifftshift(invalid, axes=(-2, -1))
+        return Patterns(out, invalid, marker)
 
     def describe(self) -> str:
         lines = [
@@ -81,7 +121,7 @@ class Dataset:
             f"valid pixels    {int(self.mask.sum())} of {self.mask.size}",
             f"initial probe   {'none (made from the mean pattern)' if self.probe is None else self.probe.shape}",
         ]
-        if self.pixel_size:
+        if self.wavelength and self.distance and self.detector_pixel:
             lines += [
                 f"wavelength      {self.wavelength:.4e} m ({H_PLANCK_C / self.wavelength / 1.602176634e-19:.1f} eV)",
                 f"distance        {self.distance:.4g} m, detector pixel {self.detector_pixel:.3e} m",
@@ -141,22 +181,51 @@ def check_patterns_shape(path, dataset: str, shape, count_positions: int | None 
     return count, ny
 
 
-def check_mask(path, dataset: str, mask, n: int) -> np.ndarray:
-    mask = np.asarray(mask)
-    if mask.shape != (n, n):
-        raise InputError(path, dataset, f"mask shape {mask.shape} does not match the patterns' ({n}, {n})")
-    return mask
+def check_mask(path, dataset: str, bad, n: int) -> np.ndarray:
+    """The valid-pixel mask (N, N) bool from a bad-pixel array ``bad`` (non-zero = bad, as CXI and Ptychodus
+    store it). A mask that leaves no valid pixel is refused: it is nearly always the inverted convention."""
+    bad = np.asarray(bad)
+    if bad.shape != (n, n):
+        raise InputError(path, dataset, f"mask shape {bad.shape} does not match the patterns' ({n}, {n})")
+    valid = bad == 0
+    if not valid.any():
+        raise InputError(path, dataset, "the mask marks every pixel bad (here non-zero = bad): nothing to fit; "
+                                        "a mask stored with the inverted convention (non-zero = good)?")
+    return valid
 
 
 def check_probe(path, dataset: str, probe, n: int) -> np.ndarray:
+    """An initial probe (..., N, N) as (MODES, N, N) complex64; refuses a wrong shape, NaN or Inf, and zero."""
     probe = np.asarray(probe)
+    if probe.dtype.kind not in "iufc":
+        raise InputError(path, dataset, f"probe must be numbers, not {probe.dtype}")
+    if probe.ndim < 2:
+        raise InputError(path, dataset, f"probe must be (MODES, N, N) or (N, N), got {probe.ndim}-D shape "
+                                        f"{probe.shape}")
     if probe.shape[-2:] != (n, n):
         raise InputError(path, dataset, f"probe is {probe.shape[-2]} x {probe.shape[-1]} but the patterns are "
                                         f"{n} x {n}")
     probe = probe.reshape((-1, n, n)).astype(np.complex64)
     if not np.isfinite(probe).all():
         raise InputError(path, dataset, "probe contains NaN or Inf")
+    if not np.any(probe):
+        raise InputError(path, dataset, "probe is zero everywhere")
     return probe
+
+
+def check_object(path, dataset: str, obj, shape) -> np.ndarray:
+    """An initial object (H, W) (or (1, H, W)) of the scan's object ``shape`` as complex64; refuses another shape
+    and NaN or Inf."""
+    obj = np.asarray(obj)
+    if obj.dtype.kind not in "iufc":
+        raise InputError(path, dataset, f"object must be numbers, not {obj.dtype}")
+    obj = obj.reshape(obj.shape[-2:]) if obj.ndim == 3 and obj.shape[0] == 1 else obj
+    if obj.shape != tuple(shape):
+        raise InputError(path, dataset, f"object is {'x'.join(map(str, obj.shape))} but this scan's object is "
+                                        f"{shape[0]}x{shape[1]}")
+    if not np.isfinite(obj).all():
+        raise InputError(path, dataset, "object contains NaN or Inf")
+    return obj.astype(np.complex64)
 
 
 def load(path, flip_translation: bool = False) -> Dataset:
@@ -187,7 +256,7 @@ def from_arrays(patterns, scan, mask=None, probe=None, pixel_size=None, name: st
     placed, shape = place_scan(name, "scan", scan, n)
 
     def reader(indices, comm=None):
-        return patterns[indices].astype(np.float32)
+        return patterns[indices]
 
     return Dataset(path=name, patterns_dataset="patterns", count=count, n=n, scan=placed, object_shape=shape,
                    mask=np.ones((n, n), bool) if mask is None else np.asarray(mask, bool), probe=probe,

@@ -9,6 +9,11 @@ import numpy as np
 
 from .dataset import InputError
 
+try:  # registers the compression filters detectors write (bitshuffle/LZ4, Blosc, zstd, ...) with HDF5
+    import hdf5plugin  # noqa: F401
+except ImportError:
+    pass
+
 
 def parallel_available() -> bool:
     """True when h5py has MPI and it is not switched off with ``PTYHPC_MPIO=0`` (which forces the path a serial
@@ -41,16 +46,74 @@ def open_file(path, mode: str = "r", comm=None):
         raise
 
 
-def read_rows(path, dataset: str, indices, comm=None, dtype=np.float32):
+def locate(f, key: str):
+    """The dataset ``f[key]`` and every file it reads from, checked so that reading it cannot silently fail.
+
+    Returns (dataset, sources, virtual): ``sources`` the absolute paths of the files holding its data (the file
+    an external link points to; each source file of a virtual dataset), ``virtual`` True for a virtual dataset
+    (parallel HDF5 cannot read those: read them with independent opens). Raises InputError for an external link
+    that cannot be followed, a virtual dataset whose source file or dataset is missing (HDF5 would read zeros
+    there without a word) and a compression filter this installation cannot decode.
+    """
+    path = f.filename
+    try:
+        d = f[key]
+    except KeyError as e:
+        link = f.get(key, getlink=True)
+        for _ in range(16):  # follow soft links (CXI's data_1/data) to what cannot be followed
+            if not isinstance(link, h5py.SoftLink):
+                break
+            link = f.get(link.path, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            raise InputError(path, key, f"external link to {link.filename}:{link.path} cannot be followed (missing "
+                                        "file or dataset?)") from None
+        raise InputError(path, key, f"cannot be opened ({e})") from None
+    if not isinstance(d, h5py.Dataset):
+        raise InputError(path, key, "is a group, not a dataset")
+    sources = [os.path.abspath(d.file.filename)]
+    _check_filters(path, key, d)
+    if not d.is_virtual:
+        return d, sources, False
+    here = os.path.dirname(os.path.abspath(d.file.filename))
+    for m in d.virtual_sources():
+        if m.file_name == ".":
+            continue
+        candidates = [m.file_name] if os.path.isabs(m.file_name) else [os.path.join(here, m.file_name), m.file_name]
+        found = next((c for c in candidates if os.path.isfile(c)), None)
+        if found is None:
+            raise InputError(path, key, f"virtual dataset source file {m.file_name} is missing (HDF5 would read its "
+                                        "frames as zeros)")
+        with h5py.File(found, "r") as src:
+            if m.dset_name not in src:
+                raise InputError(path, key, f"virtual dataset source {m.file_name}:{m.dset_name} is missing (HDF5 "
+                                            "would read its frames as zeros)")
+            _check_filters(found, m.dset_name, src[m.dset_name])
+        sources.append(os.path.abspath(found))
+    return d, list(dict.fromkeys(sources)), True
+
+
+def _check_filters(path, key, d) -> None:
+    """Raise InputError when ``d`` is compressed with a filter HDF5 cannot load here."""
+    plist = d.id.get_create_plist()
+    for i in range(plist.get_nfilters()):
+        code, _, _, name = plist.get_filter(i)
+        if not h5py.h5z.filter_avail(code):
+            name = name.decode(errors="replace") if isinstance(name, bytes) else name
+            raise InputError(path, key, f"compressed with HDF5 filter {code} ({name or 'unnamed'}), which this "
+                                        "installation cannot decode: pip install hdf5plugin (ptyhpc loads it)")
+
+
+def read_rows(path, dataset: str, indices, comm=None, dtype=np.float32, independent: bool = False):
     """Rows ``indices`` (sorted, increasing) of ``path:dataset`` along its first axis, as ``dtype`` (None: as
-    stored).
+    stored). ``independent``: open the file on this rank alone even under MPI (virtual datasets, which parallel
+    HDF5 cannot read).
 
     Each run of consecutive indices is one hyperslab, read independently. With ``PTYHPC_COLLECTIVE_READ=1`` under
     mpio (every rank of ``comm`` calls this) a rank's hyperslabs are one selection read in a single collective
     call instead, so MPI-IO can aggregate the ranks' requests: measure it with scripts/bench_io.py on your
     filesystem first (on this 2-core VM's local disk it was slower: 19x at 4 ranks, benchmarks/io.json).
     """
-    with open_file(path, "r", comm) as f:
+    with open_file(path, "r", None if independent else comm) as f:
         return rows_of(f[dataset], indices, dtype)
 
 

@@ -42,7 +42,7 @@ def load(path) -> Dataset:
     placed, shape = place_scan(path, "scan", scan, n)
 
     def reader(indices, comm=None):
-        return data[indices].astype(np.float32)
+        return data[indices]
 
     return Dataset(
         path=str(path), patterns_dataset="data", count=count, n=n, scan=placed, object_shape=shape,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -45,73 +46,87 @@ def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=Non
         # HDF5's rule in parallel: metadata (attributes, dataset shapes) must be identical on all ranks, and
         # per-rank facts such as timings are not: every rank writes rank 0's.
         extra, losses, probe = comm.bcast((extra, list(losses), np.asarray(probe)), root=0)
-    tmp = f"{path}.partial"
-    px = pixel_size or 1.0
-    centres = (np.asarray(scan) + n / 2 - np.asarray(shape) / 2) * px
-    parallel = size > 1 and parallel_available()
-    odtype = np.asarray(core).dtype if checkpoint is not None else np.complex64
-    if rank == 0 or parallel:
-        f = open_file(tmp, "w", comm if parallel else None)
-        # Metadata (attributes, dataset creation) is collective under mpio: every rank makes the same calls.
-        f.attrs.update({
-            "name": os.path.basename(os.fspath(path)), "comments": "ptyhpc reconstruction",
-            "detector_object_distance_m": float(distance or 0.0),
-            "probe_energy_eV": float(H_PLANCK_C / wavelength / EV) if wavelength else 0.0,
-            "probe_photon_count": 0.0, "exposure_time_s": 0.0, "mass_attenuation_m2_kg": 0.0,
-            "tomography_angle_deg": 0.0,
-        })
-        f.create_dataset("probe_position_indexes", data=np.arange(len(scan)))
-        f.create_dataset("probe_position_x_m", data=centres[:, 1])
-        f.create_dataset("probe_position_y_m", data=centres[:, 0])
-        p = f.create_dataset("probe", data=np.asarray(probe)[None].astype(np.complex64))
-        p.attrs.update({"pixel_width_m": px, "pixel_height_m": px})
-        o = f.create_dataset("object", shape=(1,) + tuple(shape), dtype=odtype)
-        o.attrs.update({"center_x_m": 0.0, "center_y_m": 0.0, "pixel_width_m": px, "pixel_height_m": px})
-        f.create_dataset("object_layer_spacing_m", data=np.zeros(0))
-        losses = list(losses)
-        f.create_dataset("loss_epochs", data=np.array([e for e, _ in losses], dtype=np.int64))
-        f.create_dataset("loss_values", data=np.array([v for _, v in losses], dtype=np.float64))
-        g = f.create_group("ptyhpc")
-        g.create_dataset("scan_px", data=np.asarray(scan, dtype=np.float64))
-        g.attrs["probe_window"] = n
-        for k, v in (extra or {}).items():
-            g.attrs[k] = v if isinstance(v, (int, float, str)) else json.dumps(v)
-        targets = {"object": o}  # where each piece of a rank goes
-        if checkpoint is not None:
-            c = f.create_group("checkpoint")
-            c.attrs.update(checkpoint.get("attrs", {}))
-            for k, v in checkpoint.get("arrays", {}).items():
-                c.create_dataset(k, data=np.asarray(v))
-            r = c.create_group("rows")
-            for k, (_, local) in checkpoint.get("rows", {}).items():
-                targets[k] = r.create_dataset(k, shape=(len(scan),) + local.shape[1:], dtype=local.dtype)
-    # each rank's pieces: its object core, then its rows of each per-position dataset (DM's exit waves)
-    pieces = [("object", core_box, np.asarray(core, dtype=odtype))]
-    pieces += [(k, indices, local) for k, (indices, local) in (checkpoint or {}).get("rows", {}).items()]
-    if parallel:
-        with o.collective:
-            _put(o, *pieces[0])
-        for piece in pieces[1:]:
-            _put(targets[piece[0]], *piece)  # independent writes: ranks have different numbers of runs
-        f.close()
-    elif size > 1:
-        if rank == 0:
-            for r in range(size):  # one rank at a time: rank 0 never holds more than one rank's piece
-                for i, piece in enumerate(pieces):
-                    k, where, block = piece if r == 0 else comm.recv(source=r, tag=31 + i)
-                    _put(targets[k], k, where, block)
+    with _atomic(path, rank) as tmp:
+        px = pixel_size or 1.0
+        centres = (np.asarray(scan) + n / 2 - np.asarray(shape) / 2) * px
+        parallel = size > 1 and parallel_available()
+        odtype = np.asarray(core).dtype if checkpoint is not None else np.complex64
+        if rank == 0 or parallel:
+            f = open_file(tmp, "w", comm if parallel else None)
+            # Metadata (attributes, dataset creation) is collective under mpio: every rank makes the same calls.
+            f.attrs.update({
+                "name": os.path.basename(os.fspath(path)), "comments": "ptyhpc reconstruction",
+                "detector_object_distance_m": float(distance or 0.0),
+                "probe_energy_eV": float(H_PLANCK_C / wavelength / EV) if wavelength else 0.0,
+                "probe_photon_count": 0.0, "exposure_time_s": 0.0, "mass_attenuation_m2_kg": 0.0,
+                "tomography_angle_deg": 0.0,
+            })
+            f.create_dataset("probe_position_indexes", data=np.arange(len(scan)))
+            f.create_dataset("probe_position_x_m", data=centres[:, 1])
+            f.create_dataset("probe_position_y_m", data=centres[:, 0])
+            p = f.create_dataset("probe", data=np.asarray(probe)[None].astype(np.complex64))
+            p.attrs.update({"pixel_width_m": px, "pixel_height_m": px})
+            o = f.create_dataset("object", shape=(1,) + tuple(shape), dtype=odtype)
+            o.attrs.update({"center_x_m": 0.0, "center_y_m": 0.0, "pixel_width_m": px, "pixel_height_m": px})
+            f.create_dataset("object_layer_spacing_m", data=np.zeros(0))
+            losses = list(losses)
+            f.create_dataset("loss_epochs", data=np.array([e for e, _ in losses], dtype=np.int64))
+            f.create_dataset("loss_values", data=np.array([v for _, v in losses], dtype=np.float64))
+            g = f.create_group("ptyhpc")
+            g.create_dataset("scan_px", data=np.asarray(scan, dtype=np.float64))
+            g.attrs["probe_window"] = n
+            for k, v in (extra or {}).items():
+                g.attrs[k] = v if isinstance(v, (int, float, str)) else json.dumps(v)
+            targets = {"object": o}  # where each piece of a rank goes
+            if checkpoint is not None:
+                c = f.create_group("checkpoint")
+                c.attrs.update(checkpoint.get("attrs", {}))
+                for k, v in checkpoint.get("arrays", {}).items():
+                    c.create_dataset(k, data=np.asarray(v))
+                r = c.create_group("rows")
+                for k, (_, local) in checkpoint.get("rows", {}).items():
+                    targets[k] = r.create_dataset(k, shape=(len(scan),) + local.shape[1:], dtype=local.dtype)
+        # each rank's pieces: its object core, then its rows of each per-position dataset (DM's exit waves)
+        pieces = [("object", core_box, np.asarray(core, dtype=odtype))]
+        pieces += [(k, indices, local) for k, (indices, local) in (checkpoint or {}).get("rows", {}).items()]
+        if parallel:
+            with o.collective:
+                _put(o, *pieces[0])
+            for piece in pieces[1:]:
+                _put(targets[piece[0]], *piece)  # independent writes: ranks have different numbers of runs
             f.close()
+        elif size > 1:
+            if rank == 0:
+                for r in range(size):  # one rank at a time: rank 0 never holds more than one rank's piece
+                    for i, piece in enumerate(pieces):
+                        k, where, block = piece if r == 0 else comm.recv(source=r, tag=31 + i)
+                        _put(targets[k], k, where, block)
+                f.close()
+            else:
+                for i, piece in enumerate(pieces):
+                    comm.send(piece, dest=0, tag=31 + i)
         else:
-            for i, piece in enumerate(pieces):
-                comm.send(piece, dest=0, tag=31 + i)
-    else:
-        for k, where, block in pieces:
-            _put(targets[k], k, where, block)
-        f.close()
-    if rank == 0:
-        os.replace(tmp, path)
+            for k, where, block in pieces:
+                _put(targets[k], k, where, block)
+            f.close()
     if comm is not None and size > 1:
         comm.Barrier()
+
+
+@contextmanager
+def _atomic(path, rank: int):
+    """``with _atomic(path, rank) as tmp:`` write ``tmp`` (``path.partial``); rank 0 renames it to ``path`` when
+    the block ends normally, and whichever rank stops with an exception removes it: no half-written file survives,
+    and an existing ``path`` is replaced only by a complete one."""
+    tmp = f"{path}.partial"
+    try:
+        yield tmp
+        if rank == 0:
+            os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def _put(dset, key, where, block):
@@ -163,9 +178,12 @@ def read_checkpoint(path, dataset, box, indices, comm=None) -> dict:
     if not os.path.isfile(path):
         raise InputError(path, "-", "checkpoint file not found")
     with open_file(path, "r", comm) as f:
-        for key in ("checkpoint", "object", "probe", "ptyhpc/scan_px"):
+        for key in ("checkpoint", "object", "probe", "ptyhpc/scan_px", *(f"checkpoint/{k}" for k in CHECKPOINT_ARRAYS)):
             if key not in f:
                 raise InputError(path, key, "missing: not a ptyhpc checkpoint")
+        for key in CHECKPOINT_ATTRS:
+            if key not in f["checkpoint"].attrs:
+                raise InputError(path, f"checkpoint/@{key}", "missing: not a complete ptyhpc checkpoint")
         scan = f["ptyhpc/scan_px"][()]
         if scan.shape != dataset.scan.shape or not np.allclose(scan, dataset.scan, atol=1e-6):
             raise InputError(path, "ptyhpc/scan_px", f"positions differ from those of {dataset.path}: a checkpoint "
@@ -179,4 +197,13 @@ def read_checkpoint(path, dataset, box, indices, comm=None) -> dict:
                "attrs": dict(f["checkpoint"].attrs)}
         out["arrays"] = {k: v[()] for k, v in f["checkpoint"].items() if k != "rows"}
         out["rows"] = {k: rows_of(v, indices) for k, v in f["checkpoint/rows"].items()}
+    for key, value in [("object", out["object"]), ("probe", out["probe"])] + list(out["rows"].items()):
+        if not np.isfinite(value).all():  # a checkpoint written before the non-finite check existed
+            raise InputError(path, key, "holds NaN or Inf: the checkpoint of a diverged run")
     return out
+
+
+CHECKPOINT_ATTRS = ("epoch", "algorithm")
+"""Attributes of a checkpoint's ``checkpoint`` group that a resume needs."""
+CHECKPOINT_ARRAYS = ("epochs", "costs", "seconds")
+"""Datasets of the ``checkpoint`` group that a resume needs (the cost history)."""

@@ -52,12 +52,12 @@ def load(folder) -> Dataset:
     sel = np.array([lookup[int(i)] for i in indexes])
     centres = np.stack([ys[sel], xs[sel]], axis=1) / pixel
     scan, oshape = place_scan(ppath, "probe_position_x_m/_y_m", centres - n / 2, n)
-    mask = np.ones((n, n), dtype=bool) if bad is None else check_mask(dpath, "bad_pixels", bad, n) == 0
+    mask = np.ones((n, n), dtype=bool) if bad is None else check_mask(dpath, "bad_pixels", bad, n)
     wavelength = H_PLANCK_C / (energy * EV) if energy else None
     return Dataset(
         path=str(folder), patterns_dataset="diffraction.h5:patterns", count=count, n=n, scan=scan,
         object_shape=oshape, mask=np.fft.ifftshift(mask), probe=check_probe(ppath, "probe", probe_raw, n),
         pixel_size=pixel, wavelength=wavelength, distance=distance,
         detector_pixel=(wavelength * distance / (n * pixel)) if (wavelength and distance) else None,
-        reader=partial(read_rows, dpath, "patterns"), centred=True,
+        reader=partial(read_rows, dpath, "patterns", dtype=None), centred=True, sources=(dpath, ppath),
     )
