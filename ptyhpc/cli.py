@@ -39,6 +39,16 @@ def _simulate(args) -> int:
     return 0
 
 
+def _initial_object(path, dataset) -> np.ndarray:
+    """An initial object: a .npy file of the scan's object shape, or a product file's object placed on the scan's
+    grid (``io.product.initial_object``)."""
+    if path.endswith(".npy"):
+        return check_object(path, "object", _initial(path, "object"), dataset.object_shape)
+    from .io.product import initial_object
+
+    return initial_object(path, dataset)
+
+
 def _initial(path, key: str) -> np.ndarray:
     """An initial guess ``key`` ('probe' or 'object') from a .npy file or a product file."""
     if path.endswith(".npy"):
@@ -51,8 +61,11 @@ def _initial(path, key: str) -> np.ndarray:
     return read_product(path)[key]
 
 
-def _config(args) -> ReconConfig:
-    cfg = ReconConfig.from_toml(args.config) if args.config else ReconConfig()
+def _config(args, stated=None) -> ReconConfig:
+    """The settings in force: the defaults, then what the input states (``stated``, e.g. a Ptychodus folder's
+    settings.ini), the TOML file, the flags and ``--set``, each over the one before."""
+    cfg = ReconConfig(**(stated or {}))
+    cfg = ReconConfig.from_toml(args.config, base=cfg) if args.config else cfg
     cfg = cfg.replace(algorithm=args.algorithm, epochs=args.epochs, probe_modes=args.probe_modes,
                       device=args.device, batch_size=args.batch_size, batching=args.batching, noise=args.noise,
                       precision=args.precision, seed=args.seed)
@@ -82,10 +95,11 @@ def _reconstruct(args) -> int:
 
     comm = world()
     rank = comm.Get_rank() if comm is not None else 0
-    cfg = _config(args)
+    _config(args)  # settings errors before the input is opened
     if args.checkpoint_every < 0:
         raise ValueError(f"--checkpoint-every {args.checkpoint_every}: must be >= 0")
     dataset = load(args.input, flip_translation=args.flip_translation)
+    cfg = _config(args, dataset.settings)
     # before any computing: nothing the run writes may land on a file it reads, or where it cannot be written
     ckpt = checkpoint_path(args.output)
     outputs = [("-o", args.output), ("checkpoint", ckpt)]
@@ -95,8 +109,7 @@ def _reconstruct(args) -> int:
                                                         ("--resume", args.resume), ("--config", args.config)]
     check_outputs(outputs, inputs, probe_writable=rank == 0, may_replace={("checkpoint", "--resume")})
     probe = check_probe(args.probe, "probe", _initial(args.probe, "probe"), dataset.n) if args.probe else None
-    obj = check_object(args.object, "object", _initial(args.object, "object"), dataset.object_shape) \
-        if args.object else None
+    obj = _initial_object(args.object, dataset) if args.object else None
     logging.basicConfig(level=logging.INFO if (args.verbose and rank == 0) else logging.WARNING,
                         format="%(message)s", stream=sys.stderr)
     rec = Reconstruction(dataset, cfg, comm, probe=probe, obj=obj, log=log.info, resume=args.resume)
@@ -104,6 +117,9 @@ def _reconstruct(args) -> int:
         print(f"ptyhpc: {cfg.algorithm} on {rec.comm.size} rank(s), {cfg.device}, {dataset.count} patterns "
               f"{dataset.n}x{dataset.n}, object {dataset.object_shape[0]}x{dataset.object_shape[1]}"
               + (f", resumed at epoch {rec.epoch} from {args.resume}" if args.resume else ""), file=sys.stderr)
+        if set(dataset.settings) - {"probe_modes"} or dataset.settings_ignored:  # a settings file was read
+            print(f"ptyhpc: {dataset.path}: stated settings {dataset.settings} (the command line and --config "
+                  f"override them); not used: {', '.join(dataset.settings_ignored) or 'none'}", file=sys.stderr)
     with signals(rec):
         stopped = rec.iterate(max(cfg.epochs - rec.epoch, 0), checkpoint=ckpt, every=args.checkpoint_every,
                               progress=stderr_progress(cfg.epochs) if rank == 0 and not args.quiet else None)

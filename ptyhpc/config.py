@@ -98,9 +98,9 @@ class ReconConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     @classmethod
-    def from_toml(cls, path) -> "ReconConfig":
-        """Load ``[reconstruct]`` (or the top level) of a TOML file; unknown keys, wrong types and values out of
-        range are errors that name the file and the key."""
+    def from_toml(cls, path, base: "ReconConfig | None" = None) -> "ReconConfig":
+        """Load ``[reconstruct]`` (or the top level) of a TOML file over ``base`` (default: the defaults); unknown
+        keys, wrong types and values out of range are errors that name the file and the key."""
         try:
             with open(path, "rb") as f:
                 table = tomllib.load(f)
@@ -116,7 +116,7 @@ class ReconConfig:
         if unknown:
             raise ValueError(f"{path}: reconstruct: unknown setting(s) {unknown}; known: {sorted(known)}")
         try:
-            return cls(**table)
+            return dataclasses.replace(base or cls(), **table)
         except ValueError as e:
             raise ValueError(f"{path}: reconstruct: {e}") from None
 

@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 
 from . import physics
-from .io.dataset import H_PLANCK_C
+from .units import ELECTRON_VOLT, wavelength_from_ev
 from .io.product import write_product
 
 
@@ -175,7 +175,7 @@ def write_cxi(out, cfg: SimConfig, patterns, scan, mask, block: int = 1024) -> N
     ``patterns`` : (POSI, N, N), zero frequency at [0, 0]: an array, or anything with ``shape``, ``dtype`` and
     slicing along the first axis; it is written ``block`` patterns at a time (files larger than memory)."""
     n = cfg.probe_size
-    wavelength = H_PLANCK_C / (cfg.energy_ev * 1.602176634e-19)
+    wavelength = wavelength_from_ev(cfg.energy_ev)
     pixel = wavelength * cfg.distance_m / (n * cfg.detector_pixel_m)
     centres = (scan + n / 2 - cfg.object_size / 2) * pixel  # (row, col) metres
     translation = np.zeros((len(scan), 3))
@@ -193,7 +193,7 @@ def write_cxi(out, cfg: SimConfig, patterns, scan, mask, block: int = 1024) -> N
         det["y_pixel_size"] = cfg.detector_pixel_m
         det.create_dataset("mask", data=np.fft.fftshift(~mask).astype(np.uint8))
         src = f.create_group("entry_1/instrument_1/source_1")
-        src["energy"] = cfg.energy_ev * 1.602176634e-19
+        src["energy"] = cfg.energy_ev * ELECTRON_VOLT
         f["entry_1/sample_1/geometry_1/translation"] = translation
         f.create_group("entry_1/data_1")
         f["entry_1/data_1/data"] = h5py.SoftLink("/entry_1/instrument_1/detector_1/data")
@@ -204,7 +204,7 @@ def write(out, cfg: SimConfig) -> str:
     """Simulate and write ``out`` (CXI) and its ground truth; returns the truth's path."""
     patterns, scan, obj, probe, mask = simulate(cfg)
     write_cxi(out, cfg, patterns, scan, mask)
-    wavelength = H_PLANCK_C / (cfg.energy_ev * 1.602176634e-19)
+    wavelength = wavelength_from_ev(cfg.energy_ev)
     pixel = wavelength * cfg.distance_m / (cfg.probe_size * cfg.detector_pixel_m)
     truth = truth_path(out)
     write_product(truth, shape=obj.shape, core_box=(0, obj.shape[0], 0, obj.shape[1]), core=obj, probe=probe,

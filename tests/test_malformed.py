@@ -202,7 +202,7 @@ def test_npz_missing_scan_and_corrupt_npz(tmp_path):
 def test_ptychodus_folder_without_product(tmp_path):
     (tmp_path / "diffraction.h5").write_bytes(b"")
     r = run([sys.executable, "-m", "ptyhpc", "info", str(tmp_path)])
-    assert r.returncode != 0 and "product-in.h5: -: missing" in r.stderr
+    assert r.returncode != 0 and "product.h5: -: missing" in r.stderr
 
 
 SETTINGS = {  # --set KEY=VALUE -> what the one line must say (the key, the value, what is allowed)

@@ -5,7 +5,8 @@ from functools import partial
 
 import numpy as np
 
-from .dataset import (H_PLANCK_C, Dataset, InputError, check_mask, check_patterns_shape, check_probe,
+from ..units import wavelength_from_joules
+from .dataset import (Dataset, InputError, check_mask, check_patterns_shape, check_probe,
                       place_scan)
 from .h5 import locate, open_file, read_rows
 
@@ -13,6 +14,9 @@ DATA = ("entry_1/data_1/data", "entry_1/instrument_1/detector_1/data")
 TRANSLATION = "entry_1/sample_1/geometry_1/translation"
 SOURCE = "entry_1/instrument_1/source_1"
 DETECTOR = "entry_1/instrument_1/detector_1"
+PROBES = (f"{SOURCE}/probe", f"{SOURCE}/illumination", "entry_1/probe", "entry_1/image_1/data")
+"""Where a CXI file may hold an initial probe (the first found is taken)."""
+PROGRAM = "entry_1/process_1/program"
 
 
 def _scalar(f, path, key, lo, hi, what):
@@ -53,7 +57,7 @@ def _load(f, path, flip_translation):
     energy = _scalar(f, path, f"{SOURCE}/energy", 1e-17, 1e-12, "photon energy (J)")
     wavelength = _scalar(f, path, f"{SOURCE}/wavelength", 1e-13, 1e-6, "wavelength (m)")
     if wavelength is None and energy is not None:
-        wavelength = H_PLANCK_C / energy
+        wavelength = wavelength_from_joules(energy)
     distance = _scalar(f, path, f"{DETECTOR}/distance", 1e-4, 1e3, "detector distance (m)")
     pixel = _scalar(f, path, f"{DETECTOR}/x_pixel_size", 1e-7, 1e-2, "detector pixel size (m)")
     if None in (wavelength, distance, pixel):
@@ -67,11 +71,21 @@ def _load(f, path, flip_translation):
     if f"{DETECTOR}/mask" in f:
         mask = check_mask(path, f"{DETECTOR}/mask", f[f"{DETECTOR}/mask"][()], n)
     probe = None
-    for pkey in (f"{SOURCE}/probe", "entry_1/probe"):
+    for pkey in PROBES:
         if pkey in f:
             probe = check_probe(path, pkey, f[pkey][()], n)
+            break
 
-    positions = translation if flip_translation else -translation  # probe moves opposite to the sample
+    # NeXus and cxidb: the translation is the sample's, so the probe moves opposite to it (cdtools reads it so);
+    # Ptychodus writes the probe's position there and says so in entry_1/process_1/program
+    program = f[PROGRAM][()] if PROGRAM in f else b""
+    by_ptychodus = (program.decode(errors="replace") if isinstance(program, bytes) else str(program)) == "Ptychodus"
+    probe_positions = by_ptychodus != flip_translation
+    positions = translation if probe_positions else -translation
+    convention = ("translation = probe position" if probe_positions else
+                  "translation = sample position, probe position = -translation (NeXus, cdtools)")
+    convention += (" (written by Ptychodus: entry_1/process_1/program)" if by_ptychodus else "")
+    convention += (", flipped by --flip-translation" if flip_translation else "")
     centres = positions[:, ::-1] / pixel_size  # (x, y) metres -> (row, col) pixels
     scan, shape = place_scan(path, TRANSLATION, centres - n / 2, n)
     # parallel HDF5 cannot read virtual datasets (Eiger master files): each rank then opens the file on its own
@@ -80,4 +94,5 @@ def _load(f, path, flip_translation):
         path=str(path), patterns_dataset=key, count=count, n=n, scan=scan, object_shape=shape,
         mask=np.fft.ifftshift(mask), probe=probe, pixel_size=pixel_size, wavelength=wavelength,
         distance=distance, detector_pixel=pixel, reader=reader, centred=True, sources=sources,
+        convention=convention,
     )

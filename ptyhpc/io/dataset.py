@@ -7,7 +7,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-H_PLANCK_C = 1.98644586e-25  # J m
+from ..units import ev_from_wavelength
+
 MARGIN = 2
 """Object pixels left between the outermost probe window and the object's edge."""
 MAX_OBJECT_SIDE = 65536
@@ -69,6 +70,13 @@ class Dataset:
     sources: tuple = ()
     """Every file the patterns and positions come from (the file itself, a folder's files, the source files of
     virtual or externally linked datasets): a run never writes over any of them."""
+    convention: str = ""
+    """How the file's positions were read (whose positions, which sign), for ``ptyhpc info`` and the log."""
+    settings: dict = field(default_factory=dict)
+    """Reconstruction settings the input states (a Ptychodus folder's settings.ini, its probe's mode count):
+    ReconConfig fields, applied below the user's TOML file and command line."""
+    settings_ignored: tuple = ()
+    """Settings the input states that ptyhpc does not use (reported, never silently dropped)."""
 
     def __post_init__(self):
         self.sources = tuple(self.sources) or (self.path,)
@@ -123,13 +131,27 @@ class Dataset:
         ]
         if self.wavelength and self.distance and self.detector_pixel:
             lines += [
-                f"wavelength      {self.wavelength:.4e} m ({H_PLANCK_C / self.wavelength / 1.602176634e-19:.1f} eV)",
+                f"wavelength      {self.wavelength:.4e} m ({ev_from_wavelength(self.wavelength):.1f} eV)",
                 f"distance        {self.distance:.4g} m, detector pixel {self.detector_pixel:.3e} m",
                 f"object pixel    {self.pixel_size:.4e} m",
             ]
+        else:
+            missing = [name for name, v in (("photon energy", self.wavelength), ("detector distance", self.distance),
+                                            ("detector pixel size", self.detector_pixel)) if not v]
+            lines.append(f"geometry        no {', '.join(missing)} in the file"
+                         + (f"; object pixel {self.pixel_size:.4e} m" if self.pixel_size else ": pixel units"))
         step = _median_step(self.scan)
-        lines.append(f"scan            median step {step:.2f} px, spans {np.ptp(self.scan[:, 0]):.1f} x "
-                     f"{np.ptp(self.scan[:, 1]):.1f} px")
+        extent = f"spans {np.ptp(self.scan[:, 0]):.1f} x {np.ptp(self.scan[:, 1]):.1f} px (rows x columns)"
+        if self.pixel_size:
+            extent += (f" = {np.ptp(self.scan[:, 0]) * self.pixel_size * 1e6:.3g} x "
+                       f"{np.ptp(self.scan[:, 1]) * self.pixel_size * 1e6:.3g} um")
+        lines.append(f"scan            median step {step:.2f} px, {extent}")
+        if self.convention:
+            lines.append(f"positions       {self.convention}")
+        if self.settings:
+            lines.append(f"settings        {', '.join(f'{k} = {v}' for k, v in sorted(self.settings.items()))}")
+        if self.settings_ignored:
+            lines.append(f"not used        {', '.join(self.settings_ignored)}")
         return "\n".join(lines)
 
 
@@ -162,8 +184,10 @@ def place_scan(path, dataset: str, corners: np.ndarray, n: int, check_duplicates
         uniq = np.unique(np.round(corners, 3), axis=0)
         if len(uniq) < len(corners):
             raise InputError(path, dataset, f"{len(corners) - len(uniq)} duplicated scan position(s)")
-    scan = corners + (MARGIN - np.floor(corners.min(axis=0)))
-    shape = tuple(int(v) for v in np.ceil(scan.max(axis=0)).astype(int) + n + MARGIN)
+    # whole pixels decided on positions rounded to 1e-6 px, so that metres -> pixels rounding (1e-12 px) cannot
+    # move the object's frame or size by a pixel between two files of the same scan
+    scan = corners + (MARGIN - np.floor(np.round(corners.min(axis=0), 6)))
+    shape = tuple(int(v) for v in np.ceil(np.round(scan.max(axis=0), 6)).astype(int) + n + MARGIN)
     return scan, shape
 
 
@@ -229,22 +253,23 @@ def check_object(path, dataset: str, obj, shape) -> np.ndarray:
 
 
 def load(path, flip_translation: bool = False) -> Dataset:
-    """Open any supported input: a CXI file, a tike npz (``.npz`` or ``.npz.bz2``) or a Ptychodus input folder.
+    """Open any supported input: a CXI file, a tike npz (``.npz`` or ``.npz.bz2``) or a Ptychodus folder.
 
-    ``flip_translation``: CXI translations are sample motions, so probe positions are their negatives (as in
-    cdtools); set True for files that store probe positions there instead.
+    ``flip_translation``: mirror the file's positions through the origin, for a file that stores the other
+    party's positions than its format says (CXI: the sample's translation, so probe position = -translation, as
+    NeXus defines a translation and cdtools reads it; Ptychodus and tike: the probe's positions).
     """
     from . import cxi, npz, ptychodus
 
     path = os.fspath(path)
     if os.path.isdir(path):
-        return ptychodus.load(path)
+        return ptychodus.load(path, flip_translation=flip_translation)
     if not os.path.exists(path):
         raise InputError(path, "-", "no such file or directory")
     if os.path.getsize(path) == 0:
         raise InputError(path, "-", "the file is empty")
     if path.endswith((".npz", ".npz.bz2")):
-        return npz.load(path)
+        return npz.load(path, flip_translation=flip_translation)
     return cxi.load(path, flip_translation=flip_translation)
 
 

@@ -22,7 +22,8 @@ def _open(path):
         raise InputError(path, "-", f"not a readable npz file ({e})") from None
 
 
-def load(path) -> Dataset:
+def load(path, flip_translation: bool = False) -> Dataset:
+    """Open a tike npz; ``flip_translation`` mirrors the positions (see ``io.load``)."""
     z = _open(path)
     for key in ("data", "scan"):
         if key not in z.files:
@@ -39,7 +40,7 @@ def load(path) -> Dataset:
     if data.dtype.kind not in "iuf":
         raise InputError(path, "data", f"patterns must be numbers, not {data.dtype}")
     probe = check_probe(path, "probe", z["probe"], n) if "probe" in z.files else None
-    placed, shape = place_scan(path, "scan", scan, n)
+    placed, shape = place_scan(path, "scan", -scan if flip_translation else scan, n)
 
     def reader(indices, comm=None):
         return data[indices]
@@ -48,4 +49,5 @@ def load(path) -> Dataset:
         path=str(path), patterns_dataset="data", count=count, n=n, scan=placed, object_shape=shape,
         mask=np.ones((n, n), dtype=bool), probe=probe, pixel_size=None, wavelength=None, distance=None,
         detector_pixel=None, reader=reader, centred=False,
+        convention="window corners in pixels (tike)" + (", mirrored: --flip-translation" if flip_translation else ""),
     )

@@ -1,7 +1,9 @@
 """Ptychodus product files: the reconstruction (object, probe, positions, losses) in the layout Ptychodus reads.
 
-Root attributes ``name``, ``comments``, ``detector_object_distance_m``, ``probe_energy_eV``,
-``probe_photon_count``, ``exposure_time_s``, ``mass_attenuation_m2_kg``, ``tomography_angle_deg``; datasets
+Root attributes ``name``, ``comments``, ``detector_object_distance_m``, ``photon_energy_eV`` (and the older
+``probe_energy_eV``), ``probe_photon_count``, ``exposure_time_s``, ``mass_attenuation_m2_per_kg``,
+``tomography_angle_deg``, ``tilt_angle_deg``, ``focus_object_distance_m``, ``far_field`` (Ptychodus 1.7's
+``ptychodus.api.io.ProductFileKeys``); datasets
 ``probe_position_indexes``, ``probe_position_x_m``, ``probe_position_y_m`` (probe centres relative to the object
 centre), ``probe`` (1, MODES, N, N) with ``pixel_width_m``/``pixel_height_m``, ``object`` (1, H, W) with
 ``center_x_m``/``center_y_m``/``pixel_width_m``/``pixel_height_m``, ``object_layer_spacing_m`` (empty),
@@ -24,10 +26,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .dataset import H_PLANCK_C
+from ..units import ev_from_wavelength
 from .h5 import open_file, parallel_available, runs
-
-EV = 1.602176634e-19
 
 
 def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=None, wavelength=None,
@@ -54,12 +54,14 @@ def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=Non
         if rank == 0 or parallel:
             f = open_file(tmp, "w", comm if parallel else None)
             # Metadata (attributes, dataset creation) is collective under mpio: every rank makes the same calls.
+            energy = float(ev_from_wavelength(wavelength)) if wavelength else 0.0
             f.attrs.update({
                 "name": os.path.basename(os.fspath(path)), "comments": "ptyhpc reconstruction",
                 "detector_object_distance_m": float(distance or 0.0),
-                "probe_energy_eV": float(H_PLANCK_C / wavelength / EV) if wavelength else 0.0,
-                "probe_photon_count": 0.0, "exposure_time_s": 0.0, "mass_attenuation_m2_kg": 0.0,
-                "tomography_angle_deg": 0.0,
+                "photon_energy_eV": energy, "probe_energy_eV": energy,  # Ptychodus 1.7's name, and the older one
+                "probe_photon_count": 0.0, "exposure_time_s": 0.0, "mass_attenuation_m2_per_kg": 0.0,
+                "tomography_angle_deg": 0.0, "tilt_angle_deg": 0.0, "focus_object_distance_m": 0.0,
+                "far_field": True,
             })
             f.create_dataset("probe_position_indexes", data=np.arange(len(scan)))
             f.create_dataset("probe_position_x_m", data=centres[:, 1])
@@ -141,31 +143,60 @@ def _put(dset, key, where, block):
 
 
 def read_product(path) -> dict:
-    """A product file (ours or Ptychodus') as a dict: object (H, W), probe (MODES, N, N), scan (POSI, 2)
-    corners in pixels, pixel_size, losses [(epoch, value)], attrs (the ptyhpc group's attributes)."""
+    """A product file (ours or Ptychodus') as a dict: object (H, W) (a layered object's layers multiplied: its
+    projection), probe (MODES, N, N) (OPR modes combined at their mean weights), scan (POSI, 2) corners in
+    object pixels (placed as Ptychodus places positions, object centre included), pixel_size, losses [(epoch,
+    value)], attrs (the ptyhpc group's attributes; empty for a file ptyhpc did not write)."""
     from .dataset import InputError
+    from .ptychodus import corners_from_positions, product_probe
 
     with open_file(path, "r") as f:
         for key in ("object", "probe", "probe_position_x_m", "probe_position_y_m"):
             if key not in f:
                 raise InputError(path, key, "missing: not a product file")
-        obj = f["object"][()]
-        obj = obj.reshape(obj.shape[-2:]) if obj.ndim > 2 else obj
-        probe = f["probe"][()]
+        o = f["object"]
+        obj = o[()]
+        obj = np.prod(obj, axis=0) if obj.ndim == 3 else obj.reshape(obj.shape[-2:])
+        probe = product_probe(path, f["probe"][()], f["opr_weights"][()] if "opr_weights" in f else None)
         n = probe.shape[-1]
-        probe = probe.reshape((-1, n, n))
-        px = float(f["object"].attrs.get("pixel_width_m", 1.0))
-        if "ptyhpc/scan_px" in f:
-            scan = f["ptyhpc/scan_px"][()]
-            attrs = dict(f["ptyhpc"].attrs)
-        else:
-            c = np.stack([f["probe_position_y_m"][()], f["probe_position_x_m"][()]], axis=1) / px
-            scan = c + np.asarray(obj.shape) / 2 - n / 2
-            attrs = {}
+        px = float(o.attrs.get("pixel_width_m", 1.0))
+        center = (float(o.attrs.get("center_x_m", 0.0)), float(o.attrs.get("center_y_m", 0.0)))
+        scan = corners_from_positions(f["probe_position_x_m"][()], f["probe_position_y_m"][()], px, obj.shape, n,
+                                      center)
+        attrs = dict(f["ptyhpc"].attrs) if "ptyhpc" in f else {}
         epochs = f["loss_epochs"][()] if "loss_epochs" in f else np.arange(0)
         values = f["loss_values"][()] if "loss_values" in f else np.arange(0)
     return {"object": obj, "probe": probe, "scan": scan, "pixel_size": px,
             "losses": list(zip(epochs.tolist(), values.tolist())), "attrs": attrs}
+
+
+def initial_object(path, dataset) -> np.ndarray:
+    """The object of the product ``path`` (ptyhpc's or Ptychodus') as a starting guess on ``dataset``'s object
+    grid (H, W): placed by the positions the two share (the same scan, so the grids differ by whole pixels),
+    1 where the product's object does not reach. Refuses another pixel size or a grid offset by a fraction of a
+    pixel."""
+    from .dataset import InputError, check_object
+
+    r = read_product(path)
+    if dataset.pixel_size and not np.isclose(r["pixel_size"], dataset.pixel_size, rtol=1e-6):
+        raise InputError(path, "object/pixel_width_m", f"{r['pixel_size']:.6e} m, but this scan's object pixel is "
+                                                       f"{dataset.pixel_size:.6e} m")
+    if len(r["scan"]) != dataset.count:
+        raise InputError(path, "probe_position_x_m", f"{len(r['scan'])} positions, but {dataset.path} has "
+                                                     f"{dataset.count}: a product of another scan?")
+    shift = np.median(dataset.scan - r["scan"], axis=0)
+    whole = np.round(shift).astype(int)
+    if np.abs(shift - whole).max() > 1e-3 or np.abs(dataset.scan - r["scan"] - shift).max() > 1e-3:
+        raise InputError(path, "probe_position_x_m/_y_m", "its positions are not this scan's shifted by whole "
+                                                          "pixels: a product of another scan?")
+    obj = check_object(path, "object", r["object"], r["object"].shape)
+    out = np.ones(dataset.object_shape, dtype=np.complex64)
+    (dy, dx), (h, w) = whole, obj.shape
+    y0, x0 = max(dy, 0), max(dx, 0)
+    y1, x1 = min(dy + h, out.shape[0]), min(dx + w, out.shape[1])
+    if y1 > y0 and x1 > x0:
+        out[y0:y1, x0:x1] = obj[y0 - dy:y1 - dy, x0 - dx:x1 - dx]
+    return out
 
 
 def read_checkpoint(path, dataset, box, indices, comm=None) -> dict:
