@@ -87,6 +87,14 @@ def preview_path(output) -> str:
     return os.path.splitext(os.fspath(output))[0] + ".png"
 
 
+def _load(args):
+    """The input named on the command line, through Ptychodus' reader ``--reader`` if one is named."""
+    from .io import load
+
+    return load(args.input, flip_translation=args.flip_translation, reader=args.reader, positions=args.positions,
+                positions_reader=args.positions_reader, crop=args.crop)
+
+
 def _reconstruct(args) -> int:
     from .comm import world
     from .engine import Reconstruction, signals, stderr_progress
@@ -98,7 +106,7 @@ def _reconstruct(args) -> int:
     _config(args)  # settings errors before the input is opened
     if args.checkpoint_every < 0:
         raise ValueError(f"--checkpoint-every {args.checkpoint_every}: must be >= 0")
-    dataset = load(args.input, flip_translation=args.flip_translation)
+    dataset = _load(args)
     cfg = _config(args, dataset.settings)
     # before any computing: nothing the run writes may land on a file it reads, or where it cannot be written
     ckpt = checkpoint_path(args.output)
@@ -202,8 +210,8 @@ def _compare(args) -> int:
 def _info(args) -> int:
     import h5py
 
-    path = args.file
-    if os.path.isfile(path) and h5py.is_hdf5(path):
+    path = args.input
+    if not args.reader and os.path.isfile(path) and h5py.is_hdf5(path):
         with h5py.File(path, "r") as f:
             if "object" in f and "probe" in f:
                 from .io.product import read_product
@@ -212,17 +220,19 @@ def _info(args) -> int:
                 print(f"product file    {path}")
                 print(f"object          {r['object'].shape[0]} x {r['object'].shape[1]}, pixel {r['pixel_size']:.4e} m")
                 print(f"probe           {r['probe'].shape[0]} mode(s) of {r['probe'].shape[1]} x {r['probe'].shape[2]}")
-                print(f"positions       {len(r['scan'])}")
+                energy = next((float(f.attrs[k]) for k in ("photon_energy_eV", "probe_energy_eV") if k in f.attrs), 0)
+                print(f"photon energy   {f'{energy:.1f} eV' if energy else 'none in the file'}")
+                extent = np.ptp(r["scan"], axis=0) if len(r["scan"]) else (0, 0)
+                print(f"positions       {len(r['scan'])} probe positions (as Ptychodus places them), span "
+                      f"{extent[0]:.1f} x {extent[1]:.1f} px")
                 if r["losses"]:
                     print(f"epochs          {len(r['losses'])}, final cost {r['losses'][-1][1]:.6e}")
                 return 0
-    from .io import load
-
-    print(load(path).describe())
+    print(_load(args).describe())
     return 0
 
 
-RECONSTRUCT_PATHS = ("probe", "object", "config", "resume")
+RECONSTRUCT_PATHS = ("probe", "object", "config", "resume", "positions")
 """Reconstruct options that name files: made absolute when forwarded to a job that runs elsewhere."""
 
 
@@ -248,10 +258,22 @@ def _reconstruct_options(r) -> list:
             help="write OUT.checkpoint.h5 every N epochs (always on SIGTERM/SIGUSR1)"),
         add("--resume", metavar="CHECKPOINT", help="continue from a checkpoint (any number of ranks)"),
         add("--flip-translation", action="store_true",
-            help="CXI translations are probe positions, not sample motions"),
+            help="mirror the positions: the file holds the other party's positions than its format says"),
+        *_input_options(add),
         add("--no-preview", action="store_true", help="do not write the PNG preview"),
         add("--quiet", action="store_true", help="no per-epoch progress"),
         add("-v", "--verbose", action="store_true"),
+    ]
+
+
+def _input_options(add) -> list:
+    """Options that choose how the input is read (reconstruct and info)."""
+    return [
+        add("--reader", metavar="NAME", help="read INPUT with Ptychodus' reader NAME (e.g. APS_Velociprobe, CXI, NPZ; "
+                                             "needs the ptychodus extra)"),
+        add("--positions", metavar="FILE", help="with --reader: the positions file (default: INPUT)"),
+        add("--positions-reader", metavar="NAME", help="with --reader: Ptychodus' position reader (default: --reader)"),
+        add("--crop", type=int, default=0, metavar="N", help="with --reader: N x N pixels around the beam centre"),
     ]
 
 
@@ -303,7 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(run=_compare)
 
     i = sub.add_parser("info", help="describe a supported file (input or product)")
-    i.add_argument("file")
+    i.add_argument("input", metavar="FILE")
+    i.add_argument("--flip-translation", action="store_true", help="as for reconstruct")
+    _input_options(i.add_argument)
     i.set_defaults(run=_info)
 
     def site_options(q):
@@ -362,8 +386,10 @@ def main(argv=None) -> int:
     except Diverged as e:
         return _fail(f"{args.output}: -: not written: {e}; an existing {os.path.basename(args.output)} and its last "
                      "checkpoint are kept")
-    except (InputError, DeviceError, ValueError, FileNotFoundError) as e:
+    except (InputError, DeviceError, ValueError) as e:
         return _fail(str(e))
+    except OSError as e:  # a file the command itself opens (simulate's output, a PNG): FILE: -: problem
+        return _fail(f"{e.filename}: -: {e.strerror}" if e.filename else str(e))
     except KeyboardInterrupt:
         return _fail("interrupted")
     except Exception as e:  # a bug: keep the traceback, but still end every rank

@@ -217,3 +217,44 @@ def initial_probe_guess(cfg: SimConfig, defocus_scale: float = 1.25) -> np.ndarr
     """The probe a user would start from: the same aperture with 25 % more defocus and no aberrations."""
     return make_probe(cfg.probe_size, cfg.probe_diameter, cfg.aperture_radius, cfg.photons,
                       defocus_scale=defocus_scale, aberrations=False)
+
+
+def write_velociprobe(stem, cfg: SimConfig, frames, x_m, y_m, files: int = 3) -> tuple[str, str]:
+    """A scan in the layout of the APS Velociprobe (33-ID-C), as Ptychodus' ``APS_Velociprobe`` readers parse it:
+    ``STEM_master.h5``, an Eiger master file whose ``entry/data/data_00000K`` are external links to ``files`` data
+    files ``STEM_data_00000K.h5`` (``frames`` (POSI, N, N) as given: centred, the detector's integer type), the
+    detector geometry with its units, and ``STEM_positions.csv`` (x and laser-interferometer y in whole nm,
+    trigger = pattern index). ``frames`` may be any array-like sliceable along its first axis. Returns the two
+    paths (master, positions)."""
+    stem = os.fspath(stem)
+    folder, name = os.path.dirname(stem), os.path.basename(stem)
+    n = cfg.probe_size
+    cuts = np.linspace(0, len(frames), files + 1).astype(int)
+    master = f"{stem}_master.h5"
+    with h5py.File(master, "w") as f:
+        for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:]), start=1):
+            data = f"{name}_data_{k:06d}.h5"
+            with h5py.File(os.path.join(folder, data), "w") as g:
+                d = g.create_dataset("entry/data/data", shape=(b - a, n, n), dtype=frames.dtype, chunks=(1, n, n))
+                for i in range(a, b, 1024):
+                    d[i - a:min(i + 1024, b) - a] = frames[i:min(i + 1024, b)]
+            f[f"entry/data/data_{k:06d}"] = h5py.ExternalLink(data, "/entry/data/data")
+        det = f.create_group("entry/instrument/detector")
+        for key, value, unit in (("detector_distance", cfg.distance_m, "m"), ("x_pixel_size", cfg.detector_pixel_m,
+                                 "m"), ("y_pixel_size", cfg.detector_pixel_m, "m"), ("beam_center_x", n // 2,
+                                 "pixel"), ("beam_center_y", n // 2, "pixel")):
+            det[key] = value
+            det[key].attrs["units"] = np.bytes_(unit)  # fixed-length strings, as the Eiger writes them
+        spec = det.create_group("detectorSpecific")
+        for key, value in (("nimages", len(frames)), ("ntrigger", 1), ("x_pixels_in_detector", n),
+                           ("y_pixels_in_detector", n), ("photon_energy", cfg.energy_ev)):
+            spec[key] = value
+        spec["photon_energy"].attrs["units"] = np.bytes_("eV")
+        f["entry/sample/goniometer/chi"] = 0.0
+        f["entry/sample/goniometer/chi"].attrs["units"] = np.bytes_("degree")
+    positions = f"{stem}_positions.csv"
+    rows = [f"0,{round(x * 1e9)},{round(y * 1e9)},0,0,{round(y * 1e9)},0,{j}" for j, (x, y) in
+            enumerate(zip(x_m, y_m))]
+    with open(positions, "w") as f:
+        f.write("# x_nm, y_li_nm, -, -, y_pe_nm, -, trigger\n" + "\n".join(rows) + "\n")
+    return master, positions

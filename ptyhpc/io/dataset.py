@@ -252,16 +252,22 @@ def check_object(path, dataset: str, obj, shape) -> np.ndarray:
     return obj.astype(np.complex64)
 
 
-def load(path, flip_translation: bool = False) -> Dataset:
-    """Open any supported input: a CXI file, a tike npz (``.npz`` or ``.npz.bz2``) or a Ptychodus folder.
+def load(path, flip_translation: bool = False, reader: str | None = None, **reader_options) -> Dataset:
+    """Open any supported input: a CXI file, a tike npz (``.npz`` or ``.npz.bz2``) or a Ptychodus folder; with
+    ``reader``, any file one of Ptychodus' readers of that name reads (``io.readers.load``, which takes
+    ``reader_options``: positions, positions_reader, crop).
 
     ``flip_translation``: mirror the file's positions through the origin, for a file that stores the other
     party's positions than its format says (CXI: the sample's translation, so probe position = -translation, as
     NeXus defines a translation and cdtools reads it; Ptychodus and tike: the probe's positions).
     """
-    from . import cxi, npz, ptychodus
+    from . import cxi, npz, ptychodus, readers
 
     path = os.fspath(path)
+    if reader:
+        if not os.path.exists(path):
+            raise InputError(path, "-", "no such file or directory")
+        return readers.load(path, reader, flip_translation=flip_translation, **reader_options)
     if os.path.isdir(path):
         return ptychodus.load(path, flip_translation=flip_translation)
     if not os.path.exists(path):
