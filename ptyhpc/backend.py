@@ -53,21 +53,41 @@ def get_xp(device: str = "cpu", local_rank: int = 0):
     return cp
 
 
-def limit_threads(ranks_on_node: int) -> None:
-    """Give this rank cores / ranks_on_node BLAS and OpenMP threads, unless OMP_NUM_THREADS was set by the user.
+FFT_WORKERS = 1
+"""Threads of one CPU FFT call (scipy.fft ``workers``): the cores this rank owns, set by :func:`limit_threads`."""
 
-    ``ptyhpc/__init__`` does this through the environment when it is imported before NumPy; this runtime limit
-    (threadpoolctl) also covers scripts that imported NumPy first. Without it, every rank's BLAS starts one thread
-    per core, and two ranks on two cores oversubscribe them.
+
+def limit_threads(ranks_on_node: int) -> None:
+    """Give this rank cores / ranks_on_node threads for BLAS, OpenMP and its FFTs (:data:`FFT_WORKERS`); when the
+    user set OMP_NUM_THREADS, that many.
+
+    ``ptyhpc/__init__`` does this for BLAS through the environment when it is imported before NumPy; this runtime
+    limit (threadpoolctl) also covers scripts that imported NumPy first. Without it, every rank's BLAS starts one
+    thread per core, and two ranks on two cores oversubscribe them.
     """
-    if ranks_on_node <= 1 or os.environ.get("PTYHPC_USER_THREADS"):
+    global FFT_WORKERS
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    mine = max(1, cores // max(ranks_on_node, 1))
+    if os.environ.get("PTYHPC_USER_THREADS"):
+        FFT_WORKERS = max(1, int(os.environ.get("OMP_NUM_THREADS", "1") or 1))
+        return
+    FFT_WORKERS = mine
+    if ranks_on_node <= 1:
         return
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
         return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threadpool_limits(max(1, cores // ranks_on_node))
+    threadpool_limits(mine)
+
+
+def describe(xp) -> str:
+    """The device ``xp`` computes on, in words, for the first log line and the run facts."""
+    if xp is np:
+        return f"cpu ({FFT_WORKERS} FFT thread{'s' if FFT_WORKERS > 1 else ''})"
+    device = xp.cuda.Device()
+    name = xp.cuda.runtime.getDeviceProperties(device.id)["name"]
+    return f"gpu {device.id} ({name.decode() if isinstance(name, bytes) else name})"
 
 
 def array_module(a):

@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from .backend import DeviceError
+from .backend import DeviceError, describe
 from .config import ALGORITHMS, BATCHINGS, ReconConfig
 from .engine import Diverged
 from .io.dataset import InputError, check_object, check_probe
@@ -122,7 +122,7 @@ def _reconstruct(args) -> int:
                         format="%(message)s", stream=sys.stderr)
     rec = Reconstruction(dataset, cfg, comm, probe=probe, obj=obj, log=log.info, resume=args.resume)
     if rank == 0:
-        print(f"ptyhpc: {cfg.algorithm} on {rec.comm.size} rank(s), {cfg.device}, {dataset.count} patterns "
+        print(f"ptyhpc: {cfg.algorithm} on {rec.comm.size} rank(s), {describe(rec.xp)}, {dataset.count} patterns "
               f"{dataset.n}x{dataset.n}, object {dataset.object_shape[0]}x{dataset.object_shape[1]}"
               + (f", resumed at epoch {rec.epoch} from {args.resume}" if args.resume else ""), file=sys.stderr)
         if set(dataset.settings) - {"probe_modes"} or dataset.settings_ignored:  # a settings file was read

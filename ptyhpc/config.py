@@ -55,8 +55,8 @@ class ReconConfig:
     """rPIE on several ranks: average the overlapping strips of the tiles with the neighbours every k batches and
     at the end of every epoch (0: only there). The probes are averaged after every batch whatever k is.
     scripts/bench_scaling.py measures error and time for k = 1, 4 and 16."""
-    device: str = "cpu"
-    """'cpu', 'gpu' or 'auto'."""
+    device: str = "auto"
+    """'auto' (the GPU when CuPy finds a usable one, else the CPU), 'gpu' (an error without one) or 'cpu'."""
     precision: str = "complex64"
     """'complex64' or 'complex128'."""
     seed: int = 0

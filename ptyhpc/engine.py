@@ -22,12 +22,12 @@ import numpy as np
 
 from . import physics
 from .algorithms import ALGORITHMS
-from .backend import DTYPES, asnumpy, get_xp, limit_threads, synchronize
+from .backend import DTYPES, asnumpy, describe, get_xp, limit_threads, synchronize
 from .comm import TileComm
 from .config import ReconConfig
 from .io.dataset import InputError
 from .partition import bisection_order, partition, stratified_batches
-from .state import LocalState
+from .state import LocalState, batches_on
 
 
 def probe_from_data(mean_pattern: np.ndarray) -> np.ndarray:
@@ -189,7 +189,8 @@ class Reconstruction:
             t0 = time.perf_counter()
             sent0 = self.comm.halo_bytes_sent
             update_probe = cfg.update_probe and self.epoch >= cfg.probe_start
-            local = self.algorithm.iterate(self.state, self.astate, self.comm, cfg, self.batches(self.epoch),
+            batches = batches_on(self.xp, self.batches(self.epoch))  # one host-to-device copy per epoch
+            local = self.algorithm.iterate(self.state, self.astate, self.comm, cfg, batches,
                                            update_probe=update_probe)
             st = self.state
             if st.probe.shape[0] > 1:
@@ -255,6 +256,7 @@ class Reconstruction:
         d = self.dataset
         info = {
             "algorithm": self.cfg.algorithm, "ranks": self.comm.size, "epochs": self.epoch,
+            "device": describe(self.xp),
             "seconds_per_epoch": self.history.seconds,
             "halo_bytes_per_epoch": self.comm.allreduce(np.asarray(self.history.halo_bytes, dtype=np.float64)
                                                         ).tolist() if self.history.halo_bytes else [],

@@ -5,17 +5,39 @@ frequency at [0, 0], ``scan`` = top-left corner, rows first).
 """
 from __future__ import annotations
 
+import numpy as np
+import scipy.fft
+
+from . import backend
 from .backend import array_module
 
 
+THREADED_FFT_SIZE = 1 << 17
+"""Smallest batch (elements) whose CPU FFT is split over threads: below it starting the threads costs more than
+they save (scipy.fft, complex64, this project's 2-core VM: 16 x 64^2 took 0.17 ms on 1 thread and 0.29 ms on
+2; 16 x 128^2 0.73 ms and 0.46 ms)."""
+
+
+def _workers(x) -> int:
+    return backend.FFT_WORKERS if x.size >= THREADED_FFT_SIZE else 1
+
+
 def fft2(x):
-    """Unitary 2-D FFT over the last two axes (``norm="ortho"``); zero frequency at [0, 0]."""
-    return array_module(x).fft.fft2(x, norm="ortho")
+    """Unitary 2-D FFT over the last two axes (``norm="ortho"``); zero frequency at [0, 0]. On the CPU a large
+    batch's transforms run on ``backend.FFT_WORKERS`` threads (scipy.fft, which keeps the input's precision and
+    caches its plans); CuPy caches its cuFFT plans itself."""
+    xp = array_module(x)
+    if xp is np:
+        return scipy.fft.fft2(x, norm="ortho", workers=_workers(x))
+    return xp.fft.fft2(x, norm="ortho")
 
 
 def ifft2(x):
     """Inverse of :func:`fft2`."""
-    return array_module(x).fft.ifft2(x, norm="ortho")
+    xp = array_module(x)
+    if xp is np:
+        return scipy.fft.ifft2(x, norm="ortho", workers=_workers(x))
+    return xp.fft.ifft2(x, norm="ortho")
 
 
 # --- positions and sub-pixel shifts ----------------------------------------------------------------------------
@@ -100,11 +122,30 @@ def extract(obj, corner, n):
 def scatter_add(obj, corner, patches):
     """Adjoint of :func:`extract`: add each patch into ``obj`` at its window, in place; overlaps add up.
 
-    obj : (..., H, W); corner : (BATCH, 2) int, host (NumPy) array; patches : (BATCH, ..., N, N).
+    obj : (H, W); corner : (BATCH, 2) int, host (NumPy) array; patches : (BATCH, N, N).
+
+    NumPy: one slice-add per position, which measured 16x faster than ``np.add.at`` and 35x faster than a
+    ``bincount`` over the batch (16 windows of 128^2 into 512^2, complex64, one core: 0.14 / 2.4 / 5.0 ms). CuPy:
+    one scatter-add kernel for the whole batch (``cupyx.scatter_add`` of the real and imaginary parts), instead of
+    two kernel launches per position.
     """
+    xp = array_module(obj)
     n = patches.shape[-1]
-    for (y, x), p in zip(corner.tolist(), patches):
-        obj[..., y:y + n, x:x + n] += p
+    if xp is np:
+        for (y, x), p in zip(np.asarray(corner).tolist(), patches):
+            obj[y:y + n, x:x + n] += p
+        return
+    import cupyx
+
+    c = xp.asarray(corner)
+    rows = c[:, 0, None, None] + xp.arange(n)[:, None]
+    cols = c[:, 1, None, None] + xp.arange(n)[None, :]
+    if xp.iscomplexobj(obj):
+        flat = obj.view(obj.real.dtype).reshape(obj.shape + (2,))  # (H, W, 2): real, imaginary
+        cupyx.scatter_add(flat, (rows, cols, 0), patches.real)
+        cupyx.scatter_add(flat, (rows, cols, 1), patches.imag)
+    else:
+        cupyx.scatter_add(obj, (rows, cols), patches)
 
 
 # --- far field -------------------------------------------------------------------------------------------------

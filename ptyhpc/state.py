@@ -2,12 +2,34 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from . import physics
 from .backend import array_module
 from .partition import Tile
+
+
+class Batch(NamedTuple):
+    """The positions of one batch, as local indices: ``host`` (BATCH,) int NumPy (for the corners, which slice
+    the object on the host) and ``device``, the same on the rank's device (see :func:`batches_on`)."""
+
+    host: np.ndarray
+    device: object
+
+    def __len__(self) -> int:
+        return len(self.host)
+
+
+def batches_on(xp, batches) -> list:
+    """``batches`` (lists of local indices) as :class:`Batch` es, their device copies made in one transfer."""
+    host = [np.asarray(b, dtype=np.int64) for b in batches]
+    if xp is np:
+        return [Batch(b, b) for b in host]
+    flat = xp.asarray(np.concatenate(host) if host else np.zeros(0, np.int64))
+    cuts = np.cumsum([len(b) for b in host])[:-1].tolist()
+    return [Batch(b, d) for b, d in zip(host, xp.split(flat, cuts))]
 
 
 @dataclass
@@ -21,6 +43,7 @@ class LocalState:
     invalid : (POSI, N, N) bool or None, pixels without a valid count in one pattern only (detector markers for
         overflow or gaps, see ``Dataset.read_patterns``); None when there are none
     corner : (POSI, 2) int, host NumPy: integer top-left corner of each window in *tile* coordinates
+    corner_xp : the same on the device (made once)
     weights : (POSI, 4) real, bilinear weights of each position's fractional offset (see physics.split_scan)
     indices : (POSI,) int, host NumPy: global index of each position (sorted)
     tile : this rank's Tile
@@ -32,6 +55,7 @@ class LocalState:
     mask: object
     invalid: object
     corner: np.ndarray
+    corner_xp: object
     weights: object
     indices: np.ndarray
     tile: Tile
@@ -68,6 +92,7 @@ class LocalState:
             mask=xp.asarray(mask, dtype=bool),
             invalid=None if invalid is None else xp.asarray(invalid, dtype=bool),
             corner=corner,
+            corner_xp=xp.asarray(corner),
             weights=xp.asarray(weights, dtype=real),
             indices=np.asarray(indices),
             tile=tile,

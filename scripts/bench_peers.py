@@ -9,8 +9,8 @@ complex factor, and separately also a linear phase ramp). Prints seconds per epo
 then over rounds), the ratios to the fastest peer, and each NRMSE. Writes benchmarks/peers.json.
 
 Families: rPIE = ptyhpc rPIE (batch 16), Pty-chi rPIE (batch 32, as in ../shared/peers.md), PtyLab mPIE;
-LSQML = ptyhpc LSQML (batch 32), Pty-chi LSQML (batch 64, Gaussian). ptyhpc runs on 1 rank and on 2 ranks
-(both cores, like the peers' 2 threads).
+LSQML = ptyhpc LSQML (batch 32), Pty-chi LSQML (batch 64, Gaussian). ptyhpc runs as 1 process with 2 threads
+(its FFTs on both cores, as the peers' 2 threads) and on 2 ranks of one thread each.
 """
 from __future__ import annotations
 
@@ -85,7 +85,8 @@ def main():
         for rep in range(args.repeats):
             for family in args.families:
                 for name, algorithm, k in runs[family]:
-                    label = f"{name} {algorithm}" + (f" ({k} rank{'s' if k > 1 else ''})" if name == "ptyhpc" else "")
+                    label = f"{name} {algorithm}" + ((f" ({k} ranks)" if k > 1 else f" (1 process, {THREADS} threads)")
+                                                     if name == "ptyhpc" else "")
                     if name == "ptyhpc":
                         obj, corners, seconds = run_ptyhpc(tmp, data, probe, algorithm, args.epochs, k)
                     else:

@@ -8,6 +8,8 @@ import pathlib
 import numpy as np
 import pytest
 
+from ptyhpc.backend import DeviceError, get_xp
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
@@ -49,3 +51,28 @@ def shared_data():
     if not SHARED.is_dir():
         pytest.skip("../shared/data is absent (a user's machine): real-data tests skipped")
     return SHARED
+
+
+def _gpu_usable() -> bool:
+    try:
+        return get_xp("gpu") is not np
+    except DeviceError:
+        return False
+
+
+GPU = _gpu_usable()
+DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.skipif(not GPU, reason="no usable GPU (CuPy and a CUDA "
+                                                                                "device)"))]
+"""The devices every physics, algorithm, SPMD and I/O test runs on: the CPU, and the GPU where one is usable."""
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """'cpu', then 'gpu' (skipped cleanly without one)."""
+    return request.param
+
+
+@pytest.fixture
+def xp(device):
+    """The array module of ``device``: NumPy or CuPy. Tests convert to the host only in their assertions."""
+    return get_xp(device)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import small_dataset
+from ptyhpc.backend import asnumpy
 from ptyhpc.compare import object_errors, probe_error
 from ptyhpc.config import ReconConfig
 from ptyhpc.engine import Reconstruction
@@ -20,17 +21,17 @@ CASES = [
 ]
 
 
-def run(settings, epochs, **kw):
+def run(settings, epochs, device="cpu", **kw):
     d, truth, p0 = small_dataset(**kw)
-    rec = Reconstruction(d, ReconConfig(epochs=epochs, **settings), probe=p0)
+    rec = Reconstruction(d, ReconConfig(epochs=epochs, device=device, **settings), probe=p0)
     rec.iterate(epochs)
     errors = object_errors(rec.gather_object(), d.scan, truth["object"], truth["scan"], d.n)
-    return rec, errors, probe_error(np.asarray(rec.state.probe), truth["probe"])
+    return rec, errors, probe_error(asnumpy(rec.state.probe), truth["probe"])
 
 
 @pytest.mark.parametrize("settings,epochs,bound", CASES, ids=lambda v: str(v))
-def test_reconstruction_error_against_ground_truth(settings, epochs, bound):
-    rec, errors, probe_nrmse = run(settings, epochs)
+def test_reconstruction_error_against_ground_truth(settings, epochs, bound, device):
+    rec, errors, probe_nrmse = run(settings, epochs, device)
     assert errors["object_nrmse_ramp"] <= bound
     assert probe_nrmse <= 0.2
     costs = rec.history.costs
@@ -38,11 +39,11 @@ def test_reconstruction_error_against_ground_truth(settings, epochs, bound):
     assert len(costs) == epochs
 
 
-def test_dm_with_the_power_bound_does_not_diverge():
+def test_dm_with_the_power_bound_does_not_diverge(device):
     """Plain DM (dm_power_bound=0) diverges on noisy data; relaxed to the Poisson noise it does not. Measured on
     this set at 30/60/90/120 iterations: plain 0.074/0.199/0.276/0.339, relaxed 0.054/0.049/0.049/0.050."""
     d, truth, p0 = small_dataset()
-    rec = Reconstruction(d, ReconConfig(algorithm="dm"), probe=p0)
+    rec = Reconstruction(d, ReconConfig(algorithm="dm", device=device), probe=p0)
     errors = []
     for _ in range(2):
         rec.iterate(30)
@@ -50,36 +51,37 @@ def test_dm_with_the_power_bound_does_not_diverge():
     assert errors[1] <= errors[0]
 
 
-def test_compact_batching_also_converges():
-    rec, errors, _ = run(dict(algorithm="rpie", batching="compact"), 30)
+def test_compact_batching_also_converges(device):
+    rec, errors, _ = run(dict(algorithm="rpie", batching="compact"), 30, device)
     assert errors["object_nrmse_ramp"] <= 0.075  # measured 0.061
 
 
-def test_probe_fixed_keeps_the_probe():
+def test_probe_fixed_keeps_the_probe(device):
     d, truth, p0 = small_dataset()
-    rec = Reconstruction(d, ReconConfig(algorithm="lsqml", update_probe=False, epochs=3), probe=truth["probe"])
-    before = np.array(rec.state.probe)
+    rec = Reconstruction(d, ReconConfig(algorithm="lsqml", update_probe=False, epochs=3, device=device),
+                         probe=truth["probe"])
+    before = asnumpy(rec.state.probe).copy()
     rec.iterate(3)
-    assert np.array_equal(before, rec.state.probe)
+    assert np.array_equal(before, asnumpy(rec.state.probe))
 
 
-def test_object_clip_bounds_amplitude():
+def test_object_clip_bounds_amplitude(device):
     d, _, p0 = small_dataset()
-    rec = Reconstruction(d, ReconConfig(algorithm="rpie", object_clip=1.0), probe=p0)
+    rec = Reconstruction(d, ReconConfig(algorithm="rpie", object_clip=1.0, device=device), probe=p0)
     rec.iterate(5)
-    assert np.abs(rec.state.obj).max() <= 1.0 + 1e-6
+    assert np.abs(asnumpy(rec.state.obj)).max() <= 1.0 + 1e-6
 
 
-def test_initial_probe_is_rescaled_to_the_data():
+def test_initial_probe_is_rescaled_to_the_data(device):
     d, truth, p0 = small_dataset()
-    rec = Reconstruction(d, ReconConfig(), probe=p0 * 1000)
+    rec = Reconstruction(d, ReconConfig(device=device), probe=p0 * 1000)
     mean_power = d.read_patterns(np.arange(d.count)).intensity.sum() / d.count
-    assert np.isclose((abs(rec.state.probe) ** 2).sum(), mean_power, rtol=1e-4)
+    assert np.isclose((abs(asnumpy(rec.state.probe)) ** 2).sum(), mean_power, rtol=1e-4)
 
 
-def test_probe_from_mean_pattern_when_none_is_given():
+def test_probe_from_mean_pattern_when_none_is_given(device):
     d, truth, _ = small_dataset()
-    rec = Reconstruction(d, ReconConfig(algorithm="rpie", epochs=20))
+    rec = Reconstruction(d, ReconConfig(algorithm="rpie", epochs=20, device=device))
     rec.iterate(20)
     # measured 0.35: a focused guess cannot become this defocused probe quickly, but the misfit must fall
     assert rec.history.costs[-1] < 0.45 * rec.history.costs[0]
@@ -93,3 +95,13 @@ def test_gpu_request_without_gpu_is_a_clear_error():
     d, _, _ = small_dataset()
     with pytest.raises(DeviceError, match="no usable GPU"):
         Reconstruction(d, ReconConfig(device="gpu"))
+
+
+def test_auto_device_is_the_default_and_uses_what_there_is():
+    """``device = 'auto'`` (the default): CuPy where a GPU is usable, NumPy otherwise; the run facts name it."""
+    from conftest import GPU
+
+    d, _, p0 = small_dataset()
+    rec = Reconstruction(d, ReconConfig(), probe=p0)
+    assert ReconConfig().device == "auto"
+    assert (rec.xp is not np) == GPU

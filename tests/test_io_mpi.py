@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import small_set
+from ptyhpc.backend import asnumpy
 from ptyhpc.config import ReconConfig
 from ptyhpc.engine import Reconstruction
 
@@ -27,7 +28,7 @@ def cxi(tmp_path_factory):
 
 
 @pytest.mark.parametrize("mpio,collective", [("1", "0"), ("1", "1"), ("0", "0")])
-def test_each_rank_reads_its_own_patterns_and_writes_its_core(cxi, mpio, collective, monkeypatch):
+def test_each_rank_reads_its_own_patterns_and_writes_its_core(cxi, mpio, collective, monkeypatch, device):
     import h5py
     from mpi4py import MPI
 
@@ -42,7 +43,7 @@ def test_each_rank_reads_its_own_patterns_and_writes_its_core(cxi, mpio, collect
     with open_file(cxi, "r", world) as f:
         assert f.driver == ("mpio" if mpio == "1" and h5py.get_config().mpi else "sec2")
     d = load(cxi)
-    cfg = ReconConfig(algorithm="dm", epochs=3)
+    cfg = ReconConfig(algorithm="dm", epochs=3, device=device)
     rec = Reconstruction(d, cfg, world)
     mine = rec.partition.indices(rank)
     assert d.patterns_read == len(mine)  # this rank read its own patterns and no other
@@ -50,7 +51,7 @@ def test_each_rank_reads_its_own_patterns_and_writes_its_core(cxi, mpio, collect
     # the rows a rank holds are the file's rows of its own positions (zero frequency moved to [0, 0])
     with h5py.File(cxi, "r") as f:
         stored = f["entry_1/data_1/data"][np.sort(mine)]
-    assert np.array_equal(np.asarray(rec.state.patterns), np.fft.ifftshift(stored, axes=(-2, -1)).astype(np.float32))
+    assert np.array_equal(asnumpy(rec.state.patterns), np.fft.ifftshift(stored, axes=(-2, -1)).astype(np.float32))
     rec.iterate(cfg.epochs)
     out = world.bcast(str(cxi).replace(".cxi", f"_{mpio}{collective}_{world.Get_size()}.h5") if rank == 0 else None,
                       root=0)

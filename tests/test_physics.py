@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from ptyhpc import physics
+from ptyhpc.backend import asnumpy
 from ptyhpc.simulate import make_probe
 
 rng = np.random.default_rng(7)
@@ -12,28 +13,39 @@ def crandn(*shape):
     return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
 
 
-def test_shift_adjoint_dot_test():
-    probe = crandn(2, 32, 32)
-    _, w = physics.split_scan(rng.uniform(0, 20, (9, 2)))
-    g = crandn(9, 2, 32, 32)
-    lhs = np.vdot(physics.shifted_probes(physics.probe_stack(probe), w), g)
-    rhs = np.vdot(probe, physics.shifted_probes_adjoint(g, w))
+def test_shift_adjoint_dot_test(xp):
+    probe = xp.asarray(crandn(2, 32, 32))
+    _, w = physics.split_scan(xp.asarray(rng.uniform(0, 20, (9, 2))))
+    g = xp.asarray(crandn(9, 2, 32, 32))
+    lhs = complex(xp.vdot(physics.shifted_probes(physics.probe_stack(probe), w), g))
+    rhs = complex(xp.vdot(probe, physics.shifted_probes_adjoint(g, w)))
     assert abs(lhs - rhs) / abs(lhs) < 1e-5
 
 
-def test_extract_scatter_adjoint_dot_test():
-    obj = crandn(60, 70)
+def test_extract_scatter_adjoint_dot_test(xp):
+    obj = xp.asarray(crandn(60, 70))
     corner = rng.integers(0, 30, (12, 2))
-    patches = crandn(12, 32, 32)
-    acc = np.zeros_like(obj)
+    patches = xp.asarray(crandn(12, 32, 32))
+    acc = xp.zeros_like(obj)
     physics.scatter_add(acc, corner, patches)
-    assert abs(np.vdot(physics.extract(obj, corner, 32), patches) - np.vdot(obj, acc)) / np.abs(acc).sum() < 1e-5
+    lhs = complex(xp.vdot(physics.extract(obj, xp.asarray(corner), 32), patches))
+    assert abs(lhs - complex(xp.vdot(obj, acc))) / float(abs(acc).sum()) < 1e-5
 
 
-def test_integer_positions_leave_probe_unshifted():
-    probe = crandn(1, 16, 16)
-    _, w = physics.split_scan(np.array([[3.0, 5.0]]))
-    assert np.array_equal(physics.shifted_probes(physics.probe_stack(probe), w)[0], probe)
+def test_scatter_add_sums_overlaps(xp):
+    """Windows that overlap add up (the CuPy path is one scatter-add kernel for the whole batch)."""
+    acc = xp.zeros((6, 6), dtype=xp.complex64)
+    physics.scatter_add(acc, np.array([[0, 0], [1, 1], [1, 1]]), xp.ones((3, 4, 4), dtype=xp.complex64) * (1 + 2j))
+    expected = np.zeros((6, 6), np.complex64)
+    expected[0:4, 0:4] += 1 + 2j
+    expected[1:5, 1:5] += 2 * (1 + 2j)
+    assert np.array_equal(asnumpy(acc), expected)
+
+
+def test_integer_positions_leave_probe_unshifted(xp):
+    probe = xp.asarray(crandn(1, 16, 16))
+    _, w = physics.split_scan(xp.asarray([[3.0, 5.0]]))
+    assert np.array_equal(asnumpy(physics.shifted_probes(physics.probe_stack(probe), w)[0]), asnumpy(probe))
 
 
 def test_bilinear_shift_of_band_limited_probe_matches_fourier_shift():
@@ -47,11 +59,28 @@ def test_bilinear_shift_of_band_limited_probe_matches_fourier_shift():
         assert np.linalg.norm(bilinear - exact) / np.linalg.norm(exact) < 0.05
 
 
-def test_fft_is_unitary_with_zero_frequency_at_origin():
-    x = crandn(3, 64, 64)
-    assert np.isclose(np.sum(abs(physics.fft2(x)) ** 2), np.sum(abs(x) ** 2), rtol=1e-5)
-    assert np.isclose(physics.fft2(np.ones((8, 8), np.complex64))[0, 0], 8.0)
-    assert np.allclose(physics.ifft2(physics.fft2(x)), x, atol=1e-5)
+def test_fft_is_unitary_with_zero_frequency_at_origin(xp):
+    x = xp.asarray(crandn(3, 64, 64))
+    assert np.isclose(float((abs(physics.fft2(x)) ** 2).sum()), float((abs(x) ** 2).sum()), rtol=1e-5)
+    assert np.isclose(complex(physics.fft2(xp.ones((8, 8), xp.complex64))[0, 0]), 8.0)
+    assert np.allclose(asnumpy(physics.ifft2(physics.fft2(x))), asnumpy(x), atol=1e-5)
+    assert physics.fft2(x).dtype == x.dtype  # single precision stays single
+
+
+def test_threaded_fft_equals_one_thread():
+    """A batch above THREADED_FFT_SIZE is split over threads; each transform is the same as on one."""
+    from ptyhpc import backend
+
+    x = crandn(16, 1, 128, 128)
+    assert x.size >= physics.THREADED_FFT_SIZE
+    saved = backend.FFT_WORKERS
+    try:
+        backend.FFT_WORKERS = 1
+        one = physics.fft2(x)
+        backend.FFT_WORKERS = 2
+        assert np.array_equal(physics.fft2(x), one)
+    finally:
+        backend.FFT_WORKERS = saved
 
 
 def test_orthogonalize_keeps_intensity_and_sorts_modes():
@@ -65,15 +94,18 @@ def test_orthogonalize_keeps_intensity_and_sorts_modes():
 
 
 @pytest.mark.parametrize("noise", ["gaussian", "poisson"])
-def test_cost_is_zero_for_a_perfect_fit_and_ignores_masked_pixels(noise):
-    measured = rng.poisson(50, (2, 16, 16)).astype(np.float32)
-    mask = np.ones((16, 16), bool)
+def test_cost_is_zero_for_a_perfect_fit_and_ignores_masked_pixels(noise, xp):
+    measured = xp.asarray(rng.poisson(50, (2, 16, 16)).astype(np.float32))
+    mask = xp.ones((16, 16), bool)
     assert float(physics.cost(measured, measured, mask, noise)) == pytest.approx(0, abs=1e-3)
     wrong = measured.copy()
     wrong[:, 3, 4] += 1000
     assert float(physics.cost(wrong, measured, mask, noise)) > 1
     mask[3, 4] = False
     assert float(physics.cost(wrong, measured, mask, noise)) == pytest.approx(0, abs=1e-3)
+    per_pattern = xp.ones((2, 16, 16), bool)  # a pixel left out of one pattern only (a detector marker)
+    per_pattern[0, 3, 4] = False
+    assert float(physics.cost(wrong, measured, per_pattern, noise)) > 1
 
 
 def test_modulus_ratio_imposes_measured_amplitude_on_valid_pixels_only():

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import small_dataset
+from ptyhpc.backend import asnumpy
 from ptyhpc.compare import nrmse, object_errors, phase_ramp, scanned_region
 from ptyhpc.config import ReconConfig
 from ptyhpc.engine import Reconstruction
@@ -35,7 +36,7 @@ def _rel(a, b):
 @pytest.mark.mpi(min_size=2)
 @pytest.mark.parametrize("algorithm", ["dm", "lsqml"])
 @pytest.mark.parametrize("ranks", [2, 3, 4])
-def test_dm_and_lsqml_equal_one_rank(ranks, algorithm):
+def test_dm_and_lsqml_equal_one_rank(ranks, algorithm, device):
     from mpi4py import MPI
 
     if MPI.COMM_WORLD.Get_size() < ranks:
@@ -43,15 +44,15 @@ def test_dm_and_lsqml_equal_one_rank(ranks, algorithm):
     comm = _group(ranks)
     if comm is None:
         return
-    cfg = ReconConfig(algorithm=algorithm, epochs=10)
+    cfg = ReconConfig(algorithm=algorithm, epochs=10, device=device)
     rec, d, _ = _run(comm, cfg)
     neighbours = [len(rec.partition.neighbours(r)) for r in range(ranks)]
     obj = rec.gather_object()
-    probe = np.asarray(rec.state.probe)
+    probe = asnumpy(rec.state.probe)
     if comm.Get_rank() == 0:
         one, _, _ = _run(None, cfg)
         assert _rel(obj, one.gather_object()) <= 1e-5
-        assert _rel(probe, np.asarray(one.state.probe)) <= 1e-5
+        assert _rel(probe, asnumpy(one.state.probe)) <= 1e-5
         assert np.allclose(rec.history.costs, one.history.costs, rtol=1e-5)
         assert max(neighbours) == min(ranks - 1, 3) if ranks < 4 else max(neighbours) >= 2
     # every rank holds the same probe
@@ -62,7 +63,7 @@ def test_dm_and_lsqml_equal_one_rank(ranks, algorithm):
 
 @pytest.mark.mpi(min_size=2)
 @pytest.mark.parametrize("ranks", [2, 4])
-def test_rpie_error_matches_one_rank_without_seams(ranks):
+def test_rpie_error_matches_one_rank_without_seams(ranks, device):
     from mpi4py import MPI
 
     if MPI.COMM_WORLD.Get_size() < ranks:
@@ -70,7 +71,7 @@ def test_rpie_error_matches_one_rank_without_seams(ranks):
     comm = _group(ranks)
     if comm is None:
         return
-    cfg = ReconConfig(algorithm="rpie", epochs=30)
+    cfg = ReconConfig(algorithm="rpie", epochs=30, device=device)
     rec, d, truth = _run(comm, cfg)
     obj = rec.gather_object()
     if comm.Get_rank() == 0:

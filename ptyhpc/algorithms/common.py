@@ -6,16 +6,16 @@ from ..backend import array_module
 
 
 def batch_model(state, stack, b):
-    """Forward model of the positions ``b`` (local indices, host int array).
+    """Forward model of the positions of batch ``b`` (a ``state.Batch``).
 
     Returns (corner, weights, probes, patches, farfield, predicted):
     corner (BATCH, 2) host int; weights (BATCH, 4); probes P_j (BATCH, MODES, N, N); patches O_j (BATCH, N, N);
     farfield Psi (BATCH, MODES, N, N); predicted intensity (BATCH, N, N).
     """
-    corner = state.corner[b]
-    weights = state.weights[state.xp.asarray(b)]
+    corner = state.corner[b.host]
+    weights = state.weights[b.device]
     probes = physics.shifted_probes(stack, weights)
-    patches = physics.extract(state.obj, state.xp.asarray(corner), state.n)
+    patches = physics.extract(state.obj, state.corner_xp[b.device], state.n)
     farfield = physics.fft2(probes * patches[:, None])
     return corner, weights, probes, patches, farfield, physics.intensity(farfield)
 

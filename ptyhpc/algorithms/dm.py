@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import physics
+from ..state import batches_on
 from .common import batch_model, clip_amplitude, complete_object_sums, object_sums, probe_sums
 
 BATCHES = "local"
@@ -39,14 +40,10 @@ def init(state, comm, cfg, saved=None) -> DMState:
         return DMState(psi=xp.asarray(saved["psi"], dtype=state.probe.dtype))
     psi = xp.empty((len(state.indices),) + state.probe.shape, dtype=state.probe.dtype)
     stack = physics.probe_stack(state.probe)
-    for b in _chunks(len(psi), cfg.batch):
+    for b in batches_on(xp, [np.arange(i, min(i + cfg.batch, len(psi))) for i in range(0, len(psi), cfg.batch)]):
         _, _, probes, patches, _, _ = batch_model(state, stack, b)
-        psi[b] = probes * patches[:, None]
+        psi[b.device] = probes * patches[:, None]
     return DMState(psi=psi)
-
-
-def _chunks(count, size):
-    return [np.arange(i, min(i + size, count)) for i in range(0, count, size)]
 
 
 def overlap_object(state, astate, comm, stack, chunks):
@@ -55,9 +52,8 @@ def overlap_object(state, astate, comm, stack, chunks):
     num = xp.zeros(state.obj.shape, dtype=xp.complex128)
     den = xp.zeros(state.obj.shape, dtype=xp.float64)
     for b in chunks:
-        corner = state.corner[b]
-        probes = physics.shifted_probes(stack, state.weights[xp.asarray(b)])
-        n, d = object_sums(state.obj.shape, corner, probes, astate.psi[xp.asarray(b)], xp, wide=True)
+        probes = physics.shifted_probes(stack, state.weights[b.device])
+        n, d = object_sums(state.obj.shape, state.corner[b.host], probes, astate.psi[b.device], xp, wide=True)
         num += n
         den += d
     num, den = complete_object_sums(comm, num, den)
@@ -72,22 +68,22 @@ def overlap_probe(state, astate, comm, chunks):
     num = xp.zeros(state.probe.shape, dtype=xp.complex128)
     den = xp.zeros((1,) + state.probe.shape[1:], dtype=xp.float64)
     for b in chunks:
-        bx = xp.asarray(b)
-        patches = physics.extract(state.obj, xp.asarray(state.corner[b]), state.n)
+        bx = b.device
+        patches = physics.extract(state.obj, state.corner_xp[bx], state.n)
         n, d = probe_sums(state.weights[bx], patches, astate.psi[bx], wide=True)
         num += n
         den += d
     num, den = comm.allreduce_many([num, den])
-    return (num / (den + EPS * float(den.max()))).astype(state.probe.dtype)
+    return (num / (den + EPS * den.max())).astype(state.probe.dtype)
 
 
 def exit_wave_update(state, astate, stack, b, cfg):
     """psi <- psi + P_F(2 P O - psi) - P O for the positions ``b``; returns their misfit (of P O)."""
     xp = state.xp
-    bx = xp.asarray(b)
+    bx = b.device
     _, _, _, _, farfield, predicted = batch_model(state, stack, b)
     measured, mask = state.patterns[bx], state.mask_of(bx)
-    misfit = float(physics.cost(predicted, measured, mask, cfg.noise))
+    misfit = physics.cost(predicted, measured, mask, cfg.noise)
     psi = astate.psi[bx]
     reflected = 2 * farfield - physics.fft2(psi)
     ratio = power_bound_ratio(physics.intensity(reflected), measured, mask, cfg.dm_power_bound)

@@ -72,15 +72,15 @@ def directions(state, comm, corner, weights, probes, patches, chi):
     # the probe sums and the global maximum of the object denominator travel in one collective
     p_num, p_den, o_max = comm.allreduce_many([*probe_sums(weights, patches, chi), o_den.max()],
                                               op=("sum", "sum", "max"))
-    d_obj = _divide(o_num, o_den, float(o_max), state.obj.dtype)
-    return d_obj, _divide(p_num, p_den, float(p_den.max()), state.probe.dtype)
+    d_obj = _divide(o_num, o_den, o_max, state.obj.dtype)
+    return d_obj, _divide(p_num, p_den, p_den.max(), state.probe.dtype)
 
 
 def _divide(num, den, peak, dtype):
     """num / (den + DELTA peak) in ``dtype``, as one reciprocal and one multiply (a complex division by a real
-    array costs twice as much here)."""
+    array costs twice as much here). ``peak``: a 0-d array of ``den``'s type, left on the device."""
     xp = array_module(num)
-    inverse = den + (DELTA * peak + 1e-30)
+    inverse = den + (peak * DELTA + 1e-30)
     xp.reciprocal(inverse, out=inverse)
     out = xp.empty(num.shape, dtype=dtype)
     xp.multiply(num, inverse, out=out, casting="same_kind")
@@ -123,9 +123,8 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
     for b in batches:
         stack = physics.probe_stack(state.probe)
         corner, weights, probes, patches, farfield, predicted = batch_model(state, stack, b)
-        bx = xp.asarray(b)
-        measured, mask = state.patterns[bx], state.mask_of(bx)
-        total += float(physics.cost(predicted, measured, mask, cfg.noise))
+        measured, mask = state.patterns[b.device], state.mask_of(b.device)
+        total = total + physics.cost(predicted, measured, mask, cfg.noise)
         chi = farfield_step(farfield, predicted, measured, mask, cfg.noise)
         d_obj, d_probe = directions(state, comm, corner, weights, probes, patches, chi)
         d_op = probes * physics.extract(d_obj, xp.asarray(corner), state.n)[:, None]

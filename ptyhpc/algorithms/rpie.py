@@ -84,27 +84,26 @@ def reconcile_probe(state, astate, comm):
     xp = state.xp
     packed = comm.allreduce(xp.concatenate([(state.probe * astate.count).ravel(),
                                             xp.asarray([astate.count], dtype=state.probe.dtype)]))
-    total = float(packed[-1].real)
-    if total > 0:
-        state.probe = (packed[:-1] / total).reshape(state.probe.shape)
+    total = packed[-1].real  # read on the device: no host round trip per batch
+    average = (packed[:-1] / xp.maximum(total, 1)).reshape(state.probe.shape)
+    state.probe = xp.where(total > 0, average, state.probe)  # no rank had a position: unchanged
     astate.count = 0
 
 
 def iterate(state, astate, comm, cfg, batches, update_probe=True):
-    """One epoch over this rank's ``batches`` (lists of local indices). Returns the local misfit sum."""
+    """One epoch over this rank's ``batches`` (``state.Batch``). Returns the local misfit sum (on the device)."""
     total = 0.0
     for i, b in enumerate(batches, start=1):
         if len(b):
             stack = physics.probe_stack(state.probe)
             corner, weights, probes, patches, farfield, predicted = batch_model(state, stack, b)
-            bx = state.xp.asarray(b)
-            measured, mask = state.patterns[bx], state.mask_of(bx)
+            measured, mask = state.patterns[b.device], state.mask_of(b.device)
             if cfg.noise == "gaussian":
                 misfit, ratio = physics.fit_amplitude(predicted, measured, mask)
             else:
                 misfit = physics.cost(predicted, measured, mask, cfg.noise)
                 ratio = physics.modulus_ratio(predicted, measured, mask)
-            total += float(misfit)
+            total = total + misfit
             chi = exit_wave_update(farfield, ratio)
             # the object changes only inside the batch's bounding box: work there
             (y0, x0), (y1, x1) = corner.min(axis=0), corner.max(axis=0) + state.n
