@@ -86,18 +86,14 @@ class Reconstruction:
         idx = self.partition.indices(rank)
         measured = dataset.read_patterns(idx, mpi_comm)
         patterns = measured.intensity
-        invalid = measured.invalid if measured.invalid is not None else np.zeros((0, dataset.n, dataset.n), bool)
-        total, masked_pixels, masked_patterns = self.comm.allreduce(np.array(
-            [patterns.sum(dtype=np.float64), invalid.sum(), invalid.any(axis=(1, 2)).sum()], dtype=np.float64))
+        total, *masked = self.comm.allreduce(_read_counts(measured))  # one collective
         if not total > 0:
             raise InputError(dataset.path, dataset.patterns_dataset, "every pattern is zero: no photons to fit")
-        self.masked = {"pixels": int(masked_pixels), "patterns": int(masked_patterns)}
-        """Detector-marked pixels left out of their own pattern's fit (see ``Dataset.read_patterns``)."""
-        if masked_pixels and rank == 0:
-            logging.getLogger("ptyhpc").warning(
-                f"ptyhpc: {dataset.path}: {dataset.patterns_dataset}: {int(masked_pixels)} pixel(s) in "
-                f"{int(masked_patterns)} pattern(s) hold the detector's marker {measured.marker}: left out of "
-                "those patterns' fit")
+        self.masked = dict(zip(("pixels", "patterns", "dead_frames"), map(int, masked)))
+        """Detector-marked pixels left out of their own pattern's fit, and dead frames left out whole (see
+        ``Dataset.read_patterns``)."""
+        if rank == 0:
+            _report_masked(dataset, measured.marker, self.masked)
         mean_power = total / dataset.count
         self.algorithm = ALGORITHMS[cfg.algorithm]
         self.history = History()
@@ -262,6 +258,7 @@ class Reconstruction:
                                                         ).tolist() if self.history.halo_bytes else [],
             "neighbours": [len(self.partition.neighbours(r)) for r in range(self.partition.size)],
             "masked_marker_pixels": self.masked["pixels"], "masked_marker_patterns": self.masked["patterns"],
+            "dead_frames": self.masked["dead_frames"],
             "config": self.cfg.to_dict(),
         }
         core, probe = self.core(), asnumpy(self.state.probe)
@@ -269,7 +266,7 @@ class Reconstruction:
                 "peak_rss_bytes": peak_rss(), "halo_bytes_sent_per_rank": self.comm.halo_bytes_sent,
                 "halo_bytes_received_per_rank": self.comm.halo_bytes_received,
                 "allreduce_bytes_per_rank": self.comm.reduce_bytes,
-                "patterns_read_per_rank": self.dataset.patterns_read}
+                "patterns_read_per_rank": self.dataset.patterns_read, "bytes_read_per_rank": self.dataset.bytes_read}
         everyone = self.comm.allgather(mine)  # one collective for all per-rank facts
         if not all(r["finite"] for r in everyone):
             raise Diverged(f"the object or the probe holds NaN or Inf after epoch {self.epoch}")
@@ -307,6 +304,26 @@ class signals:
         for s, handler in self.previous.items():
             signal.signal(s, handler)
         return False
+
+
+def _read_counts(measured) -> np.ndarray:
+    """[photons, marker pixels, patterns with a marker, dead frames] of this rank's patterns (dead frames, wholly
+    invalid, are counted apart from the markers)."""
+    p = measured.intensity
+    dead = ~p.any(axis=(1, 2))
+    marked = measured.invalid[~dead] if measured.invalid is not None else np.zeros((0,) + p.shape[1:], bool)
+    return np.array([p.sum(dtype=np.float64), marked.sum(), marked.any(axis=(1, 2)).sum(), dead.sum()],
+                    dtype=np.float64)
+
+
+def _report_masked(dataset, marker: str, masked: dict) -> None:
+    """One warning line each for detector markers and dead frames left out (with their counts)."""
+    warn, where = logging.getLogger("ptyhpc").warning, f"ptyhpc: {dataset.path}: {dataset.patterns_dataset}"
+    if masked["pixels"]:
+        warn(f"{where}: {masked['pixels']} pixel(s) in {masked['patterns']} pattern(s) hold the detector's marker "
+             f"{marker}: left out of those patterns' fit")
+    if masked["dead_frames"]:
+        warn(f"{where}: {masked['dead_frames']} dead frame(s) (not a single count) left out of the fit")
 
 
 def peak_rss() -> int:

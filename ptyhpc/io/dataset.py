@@ -11,6 +11,8 @@ from ..units import ev_from_wavelength
 
 MARGIN = 2
 """Object pixels left between the outermost probe window and the object's edge."""
+BLOCK = 256
+"""Patterns read, converted and shifted at a time (``Dataset.read_patterns``)."""
 MAX_OBJECT_SIDE = 65536
 """Positions spanning more object pixels than this are taken as a unit or sign error, not as a real scan."""
 
@@ -30,11 +32,14 @@ class Patterns(NamedTuple):
     invalid : (POSI, N, N) bool or None, pixels holding the detector's marker for "no valid count" (overflow,
         gap, bad pixel) in that pattern; None when no pixel does
     marker : the marker values looked for (empty for float data, which has none)
+    dead : how many frames hold no count at all (left out whole: every pixel ``invalid``)
     """
 
     intensity: np.ndarray
     invalid: np.ndarray | None
     marker: str
+    dead: int = 0
+    """Frames without a single count (dead frames), wholly marked in ``invalid``."""
 
 
 @dataclass
@@ -67,6 +72,8 @@ class Dataset:
     """True when the file stores patterns with the zero frequency in the middle (they are ifftshift-ed)."""
     patterns_read: int = 0
     """How many patterns this process has read (each rank should read only its own)."""
+    bytes_read: int = 0
+    """How many bytes of patterns, as stored (before conversion), this process has read."""
     sources: tuple = ()
     """Every file the patterns and positions come from (the file itself, a folder's files, the source files of
     virtual or externally linked datasets): a run never writes over any of them."""
@@ -88,38 +95,49 @@ class Dataset:
         Integer data (uint16, uint32, int32, ...) carry the detector's markers for pixels without a valid count:
         the type's largest value (Eiger: 65535, 0xFFFFFFFF for overflow and gaps) and, in signed types, negative
         values (Pilatus: -1 gaps, -2 bad pixels). Such a pixel is left out of *that pattern's* fit: its intensity
-        is 0 here and ``Patterns.invalid`` marks it.
+        is 0 here and ``Patterns.invalid`` marks it. A frame with no count at all (a dead frame) is left out
+        whole. The rows are read, converted and shifted ``BLOCK`` patterns at a time, into the one float32 array
+        returned: no full-size copy in the stored type (one read when collective reads are on, which every rank
+        must make together).
         """
+        from .h5 import collective_reads
+
         indices = np.asarray(indices, dtype=np.int64)
         order = np.argsort(indices, kind="stable")
-        raw = self.reader(indices[order], comm)
-        self.patterns_read += len(indices)
+        ranked = indices[order]
         out = np.empty((len(indices), self.n, self.n), dtype=np.float32)
-        out[order] = raw
         invalid, marker = None, ""
-        if raw.dtype.kind in "iu":
-            top = np.iinfo(raw.dtype).max
-            flagged = raw == top
-            marker = f"{top} ({raw.dtype} maximum)"
-            if raw.dtype.kind == "i":
-                flagged |= raw < 0
-                marker += " or negative"
-            if flagged.any():
-                invalid = np.empty(out.shape, dtype=bool)
-                invalid[order] = flagged
-                out[invalid] = 0
-        del raw
-        bad = ~np.isfinite(out)
-        if bad.any():
-            j = int(indices[np.flatnonzero(bad.any(axis=(1, 2)))[0]])
-            raise InputError(self.path, self.patterns_dataset, f"pattern {j} contains NaN or Inf")
-        if (out < 0).any():
-            j = int(indices[np.flatnonzero((out < 0).any(axis=(1, 2)))[0]])
-            raise InputError(self.path, self.patterns_dataset, f"pattern {j} has negative intensities")
-        if self.centred:
-            out = np.fft.ifftshift(out, axes=(-2, -1))
-            invalid = None if invalid is None else np.fft.ifftshift(invalid, axes=(-2, -1))
-        return Patterns(out, invalid, marker)
+        step = len(indices) if (comm is not None and collective_reads()) else BLOCK
+        for start in range(0, max(len(indices), 1), max(step, 1)):
+            rows = order[start:start + step]
+            raw = self.reader(ranked[start:start + step], comm)
+            self.patterns_read += len(rows)
+            self.bytes_read += raw.nbytes
+            flagged, marker = _markers(raw)
+            if flagged is not None and invalid is None:
+                invalid = np.zeros(out.shape, dtype=bool)
+            block = raw.astype(np.float32)
+            if flagged is not None:
+                block[flagged] = 0
+            self._check(block, ranked[start:start + step])
+            if self.centred:
+                block = np.fft.ifftshift(block, axes=(-2, -1))
+                flagged = None if flagged is None else np.fft.ifftshift(flagged, axes=(-2, -1))
+            out[rows] = block
+            if flagged is not None:
+                invalid[rows] = flagged
+        dead = ~out.any(axis=(1, 2))
+        if dead.any():  # a frame without a single count: a missed trigger, not a measurement
+            invalid = np.zeros(out.shape, dtype=bool) if invalid is None else invalid
+            invalid[dead] = True
+        return Patterns(out, invalid, marker, int(dead.sum()))
+
+    def _check(self, block, indices) -> None:
+        """Refuse NaN, Inf and negative intensities in ``block`` (rows ``indices``), naming the first pattern."""
+        for bad, problem in ((~np.isfinite(block), "contains NaN or Inf"), (block < 0, "has negative intensities")):
+            if bad.any():
+                j = int(indices[np.flatnonzero(bad.any(axis=(1, 2)))[0]])
+                raise InputError(self.path, self.patterns_dataset, f"pattern {j} {problem}")
 
     def describe(self) -> str:
         lines = [
@@ -293,3 +311,16 @@ def from_arrays(patterns, scan, mask=None, probe=None, pixel_size=None, name: st
                    mask=np.ones((n, n), bool) if mask is None else np.asarray(mask, bool), probe=probe,
                    pixel_size=pixel_size, wavelength=None, distance=None, detector_pixel=None, reader=reader,
                    centred=False)
+
+
+def _markers(raw):
+    """(pixels of ``raw`` that hold the detector's no-valid-count marker, or None; the markers looked for)."""
+    if raw.dtype.kind not in "iu":
+        return None, ""
+    top = np.iinfo(raw.dtype).max
+    flagged = raw == top
+    marker = f"{top} ({raw.dtype} maximum)"
+    if raw.dtype.kind == "i":
+        flagged |= raw < 0
+        marker += " or negative"
+    return (flagged if flagged.any() else None), marker

@@ -117,12 +117,18 @@ def read_rows(path, dataset: str, indices, comm=None, dtype=np.float32, independ
         return rows_of(f[dataset], indices, dtype)
 
 
+def collective_reads() -> bool:
+    """True when ``PTYHPC_COLLECTIVE_READ=1``: under mpio each rank's rows are one collective read, which every
+    rank must make together (so a rank reads its rows in one call, not block by block)."""
+    return os.environ.get("PTYHPC_COLLECTIVE_READ", "0") == "1"
+
+
 def rows_of(d, indices, dtype=None):
     """Rows ``indices`` (sorted) of the open dataset ``d``, as ``dtype`` (None: as stored); see ``read_rows``."""
     indices = np.asarray(indices, dtype=np.int64)
     out = np.empty((len(indices),) + d.shape[1:], dtype=dtype or d.dtype)
     try:
-        if d.file.driver == "mpio" and os.environ.get("PTYHPC_COLLECTIVE_READ", "0") == "1":
+        if d.file.driver == "mpio" and collective_reads():
             _read_collective(d, indices, out)
         else:
             for start, stop in runs(indices):
