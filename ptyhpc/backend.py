@@ -30,8 +30,11 @@ def _cupy():
 def get_xp(device: str = "cpu", local_rank: int = 0):
     """Return the array module for ``device`` ('cpu', 'gpu' or 'auto') and select this rank's GPU.
 
-    With 'gpu', rank ``local_rank`` uses GPU ``local_rank % count`` unless ``CUDA_VISIBLE_DEVICES`` already pins
-    exactly one device (as Polaris' affinity wrapper does), in which case that one (device 0) is used.
+    With 'gpu', rank ``local_rank`` uses GPU ``local_rank % count`` (``count - 1 - local_rank % count`` with
+    ``PTYHPC_GPU_ORDER=reverse``: on Polaris GPU 3 sits beside CPUs 0-7, so with ``--depth 8 --cpu-bind depth``
+    the reversed order gives each rank the GPU nearest its cores) unless ``CUDA_VISIBLE_DEVICES`` already pins
+    exactly one device, in which case that one (device 0) is used. The choice is made here, in Python, before
+    CuPy touches a device, so no wrapper script is needed.
     """
     if device == "cpu":
         return np
@@ -46,11 +49,18 @@ def get_xp(device: str = "cpu", local_rank: int = 0):
             "cupy.is_available() is False: no CUDA driver or device). Use --device cpu, or install the 'gpu' extra "
             "on a machine with an NVIDIA GPU."
         )
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-    count = cp.cuda.runtime.getDeviceCount()
-    index = 0 if ("," not in visible and visible.strip()) else local_rank % count
+    index = gpu_index(local_rank, cp.cuda.runtime.getDeviceCount(), os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+                      os.environ.get("PTYHPC_GPU_ORDER", ""))
     cp.cuda.Device(index).use()
     return cp
+
+
+def gpu_index(local_rank: int, count: int, visible: str = "", order: str = "") -> int:
+    """The GPU (of ``count`` visible) that rank ``local_rank`` of its node uses; see :func:`get_xp`."""
+    if "," not in visible and visible.strip():
+        return 0  # CUDA_VISIBLE_DEVICES pins one device: it is device 0
+    index = local_rank % count
+    return count - 1 - index if order == "reverse" else index
 
 
 FFT_WORKERS = 1

@@ -110,6 +110,8 @@ def _reconstruct(args) -> int:
     cfg = _config(args, dataset.settings)
     # before any computing: nothing the run writes may land on a file it reads, or where it cannot be written
     ckpt = checkpoint_path(args.output)
+    if args.resume == "auto":  # a rerun batch job: continue from the checkpoint when there is one
+        args.resume = ckpt if os.path.isfile(ckpt) else None
     outputs = [("-o", args.output), ("checkpoint", ckpt)]
     if not args.no_preview:
         outputs.append(("preview", preview_path(args.output)))
@@ -256,7 +258,8 @@ def _reconstruct_options(r) -> list:
         add("--set", action="append", metavar="KEY=VALUE", help="any other setting (repeatable)"),
         add("--checkpoint-every", type=int, default=0, metavar="N",
             help="write OUT.checkpoint.h5 every N epochs (always on SIGTERM/SIGUSR1)"),
-        add("--resume", metavar="CHECKPOINT", help="continue from a checkpoint (any number of ranks)"),
+        add("--resume", metavar="CHECKPOINT", help="continue from a checkpoint (any number of ranks); 'auto': from "
+                                                   "OUT.checkpoint.h5 when it exists (rerun batch jobs)"),
         add("--flip-translation", action="store_true",
             help="mirror the positions: the file holds the other party's positions than its format says"),
         *_input_options(add),
@@ -289,7 +292,8 @@ def _forward(args) -> list:
             out.append(flag)
         else:
             for v in value if isinstance(value, list) else [value]:
-                out += [flag, os.path.abspath(v) if action.dest in RECONSTRUCT_PATHS else str(v)]
+                absolute = action.dest in RECONSTRUCT_PATHS and not (action.dest == "resume" and v == "auto")
+                out += [flag, os.path.abspath(v) if absolute else str(v)]
     return out
 
 

@@ -177,3 +177,19 @@ def _is_python(pid):
         return "python" in os.readlink(f"/proc/{pid}/exe")
     except OSError:
         return False
+
+
+def test_resume_auto_continues_when_there_is_a_checkpoint(sim, tmp_path):
+    """``--resume auto`` (PBS reruns, Parsl retries on a preemptable queue): from OUT.checkpoint.h5 when it
+    exists, equal to the uninterrupted run bitwise; from the start when it does not."""
+    out = tmp_path / "r.h5"
+    fresh = _run(2, *_args(sim, "lsqml", out), "--epochs", 4, "--checkpoint-every", 2, "--resume", "auto")
+    assert "resumed" not in fresh.stderr
+    with h5py.File(tmp_path / "r.checkpoint.h5", "a") as f:  # as if the job had been preempted after epoch 2
+        assert f["checkpoint"].attrs["epoch"] == 4
+    shutil.copy(out, tmp_path / "uninterrupted.h5")
+    short = tmp_path / "s.h5"
+    _run(2, *_args(sim, "lsqml", short), "--epochs", 2, "--checkpoint-every", 2)
+    resumed = _run(2, *_args(sim, "lsqml", short), "--epochs", 4, "--checkpoint-every", 2, "--resume", "auto")
+    assert f"resumed at epoch 2 from {tmp_path / 's.checkpoint.h5'}" in resumed.stderr
+    assert np.array_equal(read_product(short)["object"], read_product(tmp_path / "uninterrupted.h5")["object"])

@@ -1,5 +1,6 @@
 """Launching through Parsl: the local site and a real Slurm on localhost run the reconstruction and return what
 `mpiexec -n 2 ptyhpc reconstruct` returns; the Polaris batch script is the one Parsl's PBSProProvider writes."""
+import dataclasses
 import json
 import re
 import shutil
@@ -98,10 +99,47 @@ def test_polaris_batch_script_is_the_one_pbspro_provider_writes(tmp_path):
                  "module load conda", "export MPICH_GPU_SUPPORT_ENABLED=1", "export TMPDIR=/tmp",
                  "process_worker_pool.py"):
         assert line in script, line
+    assert "set +u" in script.split("module load conda")[0] and "export PTYHPC_GPU_ORDER=reverse" in script
     line = mpi_line(site, 3, 4, reconstruct_line(site, "in.cxi", "out.h5", ["--epochs", "5"]))
     assert re.match(r"mpiexec -n 12 -ppn 4 -hosts <node0>,<node1>,<node2> --depth 8 --cpu-bind depth "
-                    r"--env OMP_NUM_THREADS=1 \S+/jobs/affinity\.sh python -m ptyhpc reconstruct \S+in\.cxi -o "
+                    r"--env OMP_NUM_THREADS=1 python -m ptyhpc reconstruct \S+in\.cxi -o "
                     r"\S+out\.h5 --epochs 5 --device gpu$", line), line
+
+
+def test_worker_address_and_preemptable_queue(tmp_path):
+    """Polaris' workers reach the login node on hsn0; an empty interface is Parsl's default (every address);
+    127.0.0.1 only for the local site. On the preemptable queue Parsl retries a preempted task and the
+    reconstruction resumes from its checkpoint."""
+    from ptyhpc.launch import load_site
+    from ptyhpc.launch.parsl_config import executor, parsl_config
+    from ptyhpc.launch.sites import PREEMPTION_RETRIES
+    from ptyhpc.launch.submit import reconstruct_line
+
+    polaris = load_site("polaris")
+    assert polaris.address_interface == "hsn0"
+    assert executor(load_site("local"), 1, str(tmp_path / "l")).address == "127.0.0.1"
+    assert executor(dataclasses.replace(polaris, address_interface=""), 1, str(tmp_path / "p")).address is None
+    with pytest.raises(ValueError, match="'hsn0' is not a network interface of this machine"):
+        executor(polaris, 1, str(tmp_path / "q"))  # this machine has no Slingshot interface
+    pre = load_site("polaris", queue="preemptable")
+    line = reconstruct_line(pre, "in.cxi", "out.h5", ["--epochs", "500"])
+    assert line.endswith("--epochs 500 --device gpu --checkpoint-every 10 --resume auto")
+    assert "--resume" not in reconstruct_line(polaris, "in.cxi", "out.h5", [])
+    assert parsl_config(dataclasses.replace(pre, address_interface=""), 1, str(tmp_path / "r")).retries == \
+        PREEMPTION_RETRIES
+    assert parsl_config(dataclasses.replace(polaris, address_interface=""), 1, str(tmp_path / "s")).retries == 0
+
+
+def test_submit_without_a_scheduler_reports_the_provider_error(sim, tmp_path):
+    """A PBS site where there is no qsub (a workstation): the provider's own error within seconds, not a pointer
+    to a task output that was never written."""
+    site = tmp_path / "pbs.toml"
+    site.write_text('[site]\nprovider = "pbspro"\naccount = "X"\nqueue = "debug"\n')
+    r = ptyhpc("submit", sim / "s.cxi", "-o", tmp_path / "o.h5", "--site", site, "--epochs", 1, check=False,
+               timeout=120)
+    assert r.returncode != 0
+    assert "qsub: not found" in r.stderr and "no task ran: the pbspro batch job could not start" in r.stderr
+    assert "reconstruct.stderr" not in r.stderr
 
 
 def test_dry_run_prints_script_and_mpiexec_line(tmp_path):

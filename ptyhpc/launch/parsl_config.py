@@ -6,7 +6,7 @@ import os
 import shlex
 import sys
 
-from .sites import Site
+from .sites import PREEMPTION_RETRIES, Site
 
 
 def executor(site: Site, nodes: int, run_dir: str, resolve_address: bool = True):
@@ -50,16 +50,19 @@ def executor(site: Site, nodes: int, run_dir: str, resolve_address: bool = True)
                                   select_options=site.select_options, cpus_per_node=site.cpus_per_node,
                                   worker_init=worker_init, nodes_per_block=nodes, init_blocks=1, min_blocks=0,
                                   max_blocks=1, launcher=SimpleLauncher())
-    if site.address_interface and resolve_address:
+    if site.provider == "local":
+        address = "127.0.0.1"  # the workers run on this machine
+    elif site.address_interface and resolve_address:
         from parsl.addresses import address_by_interface
 
         try:
             address = address_by_interface(site.address_interface)
         except OSError as e:
             raise ValueError(f"site {site.name}: address_interface {site.address_interface!r} is not a network "
-                             f"interface of this machine ({e})") from None
+                             f"interface of this machine ({e}); leave it empty for Parsl's default (the "
+                             "workers try every address of this machine)") from None
     else:
-        address = "127.0.0.1"
+        address = None  # Parsl's default: the workers try every address of this machine
     return MPIExecutor(label=f"ptyhpc-{site.name}", provider=provider, address=address, mpi_launcher="mpiexec",
                        max_workers_per_block=1, heartbeat_period=5, heartbeat_threshold=60)
 
@@ -73,4 +76,4 @@ def parsl_config(site: Site, nodes: int, run_dir: str):
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
 
     return Config(executors=[executor(site, nodes, run_dir)], run_dir=run_dir, strategy_period=0.5,
-                  initialize_logging=True, retries=0)
+                  initialize_logging=True, retries=PREEMPTION_RETRIES if site.preemptable else 0)

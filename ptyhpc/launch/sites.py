@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from ..config import tomllib
 
 SHIPPED = pathlib.Path(__file__).with_name("sites")
+PREEMPTION_RETRIES = 3
+"""How often Parsl resubmits a reconstruction killed with its batch job on a preemptable queue."""
 CHECKOUT = pathlib.Path(__file__).resolve().parents[2]
 """The ptyhpc checkout (holds jobs/) when ptyhpc runs from one."""
 
@@ -52,7 +54,15 @@ class Site:
     wrapper: str = ""
     """A program every rank starts through (GPU affinity); relative paths are taken from the ptyhpc checkout."""
     address_interface: str = ""
-    """Network interface the workers reach this machine on; '' = 127.0.0.1 (everything on this machine)."""
+    """Network interface the workers reach this machine on (Polaris: ``hsn0``, the Slingshot network that
+    globus-compute and ALCF use since ``bond0`` stopped carrying worker traffic); '' = Parsl's default (the
+    workers try every address of this machine). A ``local`` site always uses 127.0.0.1."""
+
+    @property
+    def preemptable(self) -> bool:
+        """A queue whose jobs can be killed for others (Polaris' ``preemptable``): Parsl retries the task
+        (``PREEMPTION_RETRIES``) and the reconstruction resumes from its checkpoint (``--resume auto``)."""
+        return self.queue == "preemptable"
 
     @property
     def python_command(self) -> str:

@@ -13,6 +13,8 @@ from .sites import Site
 
 POLL = 0.3
 """Seconds between looks at the task's output."""
+PREEMPTABLE_CHECKPOINTS = 10
+"""On a preemptable queue: epochs between checkpoints, unless the command line says otherwise."""
 
 
 def reconstruct_line(site: Site, input_path, output, args=()) -> str:
@@ -20,6 +22,9 @@ def reconstruct_line(site: Site, input_path, output, args=()) -> str:
     args = list(args)
     if "--device" not in args:
         args += ["--device", site.device]
+    if site.preemptable:  # a retried task continues from the checkpoint its preempted attempt left
+        args += ([] if "--checkpoint-every" in args else ["--checkpoint-every", str(PREEMPTABLE_CHECKPOINTS)])
+        args += [] if "--resume" in args else ["--resume", "auto"]
     words = ([site.wrapper_path] if site.wrapper else []) + [site.python_command, "-m", "ptyhpc", "reconstruct",
                                                              os.path.abspath(input_path), "-o",
                                                              os.path.abspath(output), *args]
@@ -161,8 +166,12 @@ def submit(site: Site, input_path, output, args=(), nodes: int = 1, ranks_per_no
                  f"Parsl logs in {run_dir}\n")
     code = run_tasks(site, nodes, [("reconstruct", nodes, rpn, line)], run_dir, stream)[0]
     if code:
-        stream.write(f"ptyhpc submit: the reconstruction failed (exit code {code}); its output is in "
-                     f"{os.path.join(run_dir, 'reconstruct.stderr')}\n")
+        log = os.path.join(run_dir, "reconstruct.stderr")
+        if os.path.exists(log) and os.path.getsize(log):
+            stream.write(f"ptyhpc submit: the reconstruction failed (exit code {code}); its output is in {log}\n")
+        else:  # the batch job never ran the task: what went wrong is the provider's error, shown above
+            stream.write(f"ptyhpc submit: no task ran: the {site.provider} batch job could not start (the provider's "
+                         f"error is above; Parsl's logs are in {run_dir})\n")
         return code
     preview = os.path.splitext(output)[0] + ".png"
     print(f"result: {output}" + (f"\npreview: {preview}" if os.path.exists(preview) else ""))
