@@ -167,11 +167,24 @@ def _site(args):
 
 
 def _submit(args) -> int:
+    from .launch import ssh
     from .launch.submit import submit
 
-    extra = _forward(args)
-    return submit(_site(args), args.input, args.output, extra, nodes=args.nodes, ranks_per_node=args.ranks,
+    extra, site = _forward(args), _site(args)
+    if site.provider == "ssh":
+        return ssh.submit(site, args.input, args.output, extra, nodes=args.nodes, ranks_per_node=args.ranks,
+                          stage=args.stage, dry_run=args.dry_run)
+    if args.stage:
+        raise ValueError(f"--stage: site {site.name} is reached through Parsl on a shared filesystem; staging "
+                         "is for ssh sites")
+    return submit(site, args.input, args.output, extra, nodes=args.nodes, ranks_per_node=args.ranks,
                   dry_run=args.dry_run)
+
+
+def _status(args) -> int:
+    from .launch.ssh import status
+
+    return status(args.job)
 
 
 def _scaling(args) -> int:
@@ -348,7 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--nodes", type=int, default=1)
     u.add_argument("--ranks", type=int, help="MPI ranks per node (default: the profile's ranks_per_node)")
     u.add_argument("--dry-run", action="store_true", help="print the batch script and mpiexec line, run nothing")
+    u.add_argument("--stage", action="store_true", help="ssh sites: copy the input there and the result back")
     u.set_defaults(run=_submit, reconstruct_actions=_reconstruct_options(u.add_argument_group("reconstruct options")))
+
+    t = sub.add_parser("status", help="state of a job submitted to an ssh site; fetches its result when done")
+    t.add_argument("job")
+    t.set_defaults(run=_status)
 
     g = sub.add_parser("scaling", help="a strong/weak scaling campaign on a site: JSON + PNG")
     g.add_argument("input", nargs="?", help="the data for strong scaling (default: a simulated set)")

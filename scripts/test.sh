@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/slurm_local.sh  # a real Slurm on localhost for `ptyhpc submit --site slurm` (tests skip without it)
+bash scripts/sshd_local.sh   # a real sshd on 127.0.0.1:2222 for the ssh route (tests skip without it)
 PY=.venv/bin/python
 export PYTHONDONTWRITEBYTECODE=1
 "$PY" -m pytest -q -p no:cacheprovider --timeout=600 tests

@@ -4,6 +4,7 @@
 - ``parsl_config``: one ``MPIExecutor`` per site (LocalProvider, SlurmProvider, PBSProProvider).
 - ``submit``: one reconstruction as an MPI task, progress streamed back; ``--dry-run`` shows the batch script.
 - ``scaling``: a campaign of runs summarised into JSON and PNG.
+- ``ssh``: the ssh route from a workstation (no Parsl): stage, sbatch/qsub, follow the log, fetch; ``status``.
 
 Parsl is imported only when a launch actually happens (``pip install ptyhpc[workflow]``).
 """

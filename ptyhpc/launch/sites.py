@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ..config import tomllib
 
 SHIPPED = pathlib.Path(__file__).with_name("sites")
+PROVIDERS = ("local", "slurm", "pbspro", "ssh")
 PREEMPTION_RETRIES = 3
 """How often Parsl resubmits a reconstruction killed with its batch job on a preemptable queue."""
 CHECKOUT = pathlib.Path(__file__).resolve().parents[2]
@@ -25,7 +26,8 @@ CHECKOUT = pathlib.Path(__file__).resolve().parents[2]
 class Site:
     name: str
     provider: str
-    """'local' (LocalProvider), 'slurm' (SlurmProvider) or 'pbspro' (PBSProProvider)."""
+    """'local' (LocalProvider), 'slurm' (SlurmProvider), 'pbspro' (PBSProProvider), or 'ssh' (no Parsl: the job
+    script goes to ``host`` over ssh and into its scheduler, see ``launch/ssh.py``)."""
     account: str = ""
     queue: str = ""
     """PBS queue."""
@@ -53,6 +55,22 @@ class Site:
     """Appended to ``mpiexec -n R -ppn M -hosts H``."""
     wrapper: str = ""
     """A program every rank starts through (GPU affinity); relative paths are taken from the ptyhpc checkout."""
+    host: str = ""
+    """ssh sites: the login node (or an alias of ~/.ssh/config)."""
+    user: str = ""
+    """ssh sites: the user there ('' = ssh's default)."""
+    port: int = 0
+    """ssh sites: the port (0 = ssh's default)."""
+    control_path: str = ""
+    """ssh sites: the master connection's socket ('' = ~/.ssh/ptyhpc-%r@%h:%p); open it once with ssh -MNf."""
+    ssh_options: str = ""
+    """ssh sites: more ssh options (e.g. ``-i KEY``)."""
+    remote_dir: str = ""
+    """ssh sites: absolute folder on the site for the runs (staged inputs, job scripts, logs, results)."""
+    scheduler: str = "slurm"
+    """ssh sites: 'slurm' (sbatch, scontrol) or 'pbs' (qsub, qstat)."""
+    source: str = ""
+    """The profile file this site was read from (set by ``load_site``)."""
     address_interface: str = ""
     """Network interface the workers reach this machine on (Polaris: ``hsn0``, the Slingshot network that
     globus-compute and ALCF use since ``bond0`` stopped carrying worker traffic); '' = Parsl's default (the
@@ -95,12 +113,15 @@ def load_site(name: str, **overrides) -> Site:
             table = tomllib.load(f).get("site", {})
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise ValueError(f"{path}: cannot read the site profile ({e})") from None
-    known = {f.name for f in dataclasses.fields(Site)}
+    known = {f.name for f in dataclasses.fields(Site)} - {"source"}
     unknown = sorted(set(table) - known)
     if unknown:
         raise ValueError(f"{path}: [site]: unknown setting(s) {unknown}; known: {sorted(known - {'name'})}")
     table.update({k: v for k, v in overrides.items() if v is not None})
     table.setdefault("name", path.stem)
-    if table.get("provider") not in ("local", "slurm", "pbspro"):
-        raise ValueError(f"{path}: [site]: provider must be 'local', 'slurm' or 'pbspro', not {table.get('provider')!r}")
+    table["source"] = str(path.resolve())
+    if table.get("provider") not in PROVIDERS:
+        raise ValueError(f"{path}: [site]: provider must be one of {PROVIDERS}, not {table.get('provider')!r}")
+    if table.get("scheduler", "slurm") not in ("slurm", "pbs"):
+        raise ValueError(f"{path}: [site]: scheduler must be 'slurm' or 'pbs', not {table.get('scheduler')!r}")
     return Site(**table)
