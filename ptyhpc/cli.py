@@ -95,11 +95,21 @@ def _load(args):
                 positions_reader=args.positions_reader, crop=args.crop)
 
 
+def _check_outputs(args, dataset, ckpt, rank) -> None:
+    """Before any computing: nothing the run writes may land on a file it reads, or where it cannot be written."""
+    from .io.output import check_outputs
+
+    outputs = [("-o", args.output), ("checkpoint", ckpt)]
+    if not args.no_preview:
+        outputs.append(("preview", preview_path(args.output)))
+    inputs = [("INPUT", p) for p in dataset.sources] + [("--probe", args.probe), ("--object", args.object),
+                                                        ("--resume", args.resume), ("--config", args.config)]
+    check_outputs(outputs, inputs, probe_writable=rank == 0, may_replace={("checkpoint", "--resume")})
+
+
 def _reconstruct(args) -> int:
     from .comm import world
     from .engine import Reconstruction, signals, stderr_progress
-    from .io import load
-    from .io.output import check_outputs
 
     comm = world()
     rank = comm.Get_rank() if comm is not None else 0
@@ -108,16 +118,10 @@ def _reconstruct(args) -> int:
         raise ValueError(f"--checkpoint-every {args.checkpoint_every}: must be >= 0")
     dataset = _load(args)
     cfg = _config(args, dataset.settings)
-    # before any computing: nothing the run writes may land on a file it reads, or where it cannot be written
     ckpt = checkpoint_path(args.output)
     if args.resume == "auto":  # a rerun batch job: continue from the checkpoint when there is one
         args.resume = ckpt if os.path.isfile(ckpt) else None
-    outputs = [("-o", args.output), ("checkpoint", ckpt)]
-    if not args.no_preview:
-        outputs.append(("preview", preview_path(args.output)))
-    inputs = [("INPUT", p) for p in dataset.sources] + [("--probe", args.probe), ("--object", args.object),
-                                                        ("--resume", args.resume), ("--config", args.config)]
-    check_outputs(outputs, inputs, probe_writable=rank == 0, may_replace={("checkpoint", "--resume")})
+    _check_outputs(args, dataset, ckpt, rank)
     probe = check_probe(args.probe, "probe", _initial(args.probe, "probe"), dataset.n) if args.probe else None
     obj = _initial_object(args.object, dataset) if args.object else None
     logging.basicConfig(level=logging.INFO if (args.verbose and rank == 0) else logging.WARNING,
@@ -171,6 +175,14 @@ def _submit(args) -> int:
     from .launch.submit import submit
 
     extra, site = _forward(args), _site(args)
+    if site.provider == "globus-compute":
+        from .launch import globus
+
+        if args.stage:
+            raise ValueError("--stage: stage to the site's filesystem first (an ssh site with --stage, or Globus "
+                             "Transfer); a globus-compute site reads and writes paths there")
+        return globus.submit(site, args.input, args.output, extra, nodes=args.nodes, ranks_per_node=args.ranks,
+                             dry_run=args.dry_run)
     if site.provider == "ssh":
         return ssh.submit(site, args.input, args.output, extra, nodes=args.nodes, ranks_per_node=args.ranks,
                           stage=args.stage, dry_run=args.dry_run)
@@ -179,6 +191,13 @@ def _submit(args) -> int:
                          "is for ssh sites")
     return submit(site, args.input, args.output, extra, nodes=args.nodes, ranks_per_node=args.ranks,
                   dry_run=args.dry_run)
+
+
+def _endpoint_config(args) -> int:
+    from .launch.globus import endpoint_config
+
+    print(endpoint_config(_site(args), args.nodes), end="")
+    return 0
 
 
 def _status(args) -> int:
@@ -363,6 +382,11 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--dry-run", action="store_true", help="print the batch script and mpiexec line, run nothing")
     u.add_argument("--stage", action="store_true", help="ssh sites: copy the input there and the result back")
     u.set_defaults(run=_submit, reconstruct_actions=_reconstruct_options(u.add_argument_group("reconstruct options")))
+
+    e = sub.add_parser("endpoint-config", help="the Globus Compute endpoint configuration (YAML) of a site")
+    site_options(e)
+    e.add_argument("--nodes", type=int, default=1, help="nodes per block (the most one reconstruction takes)")
+    e.set_defaults(run=_endpoint_config)
 
     t = sub.add_parser("status", help="state of a job submitted to an ssh site; fetches its result when done")
     t.add_argument("job")

@@ -49,9 +49,9 @@ if [ "${PTYHPC_SERIAL:-0}" != 1 ]; then
     CC=mpicc.mpich HDF5_MPI=ON HDF5_PKGCONFIG_NAME=hdf5-mpich \
       pipq --no-binary=h5py --no-build-isolation --no-cache-dir --force-reinstall --no-deps h5py
   fi
-  pipq -e ".[mpi,test,workflow,ptychodus]"
+  pipq -e ".[mpi,test,workflow,ptychodus,globus]"
 else
-  pipq -e ".[test,workflow,ptychodus]"
+  pipq -e ".[test,workflow,ptychodus,globus]"
 fi
 "$VPY" - <<'PY'
 import h5py, numpy

@@ -24,12 +24,4 @@ if ! "$ROOT/ptylab/bin/python" -c "import PtyLab" 2>/dev/null; then
   "$PY" -m venv "$ROOT/ptylab"
   pipq "$ROOT/ptylab" ptylab==0.3.7 h5py
 fi
-if ! "$ROOT/ptychodus/bin/python" -c "from ptychodus.plugins.h5_product_file import H5ProductFileIO" 2>/dev/null; then
-  # Ptychodus' reader only, to check that our product files open in it (tests/test_ptychodus_compat.py); its
-  # full dependency set (pydantic-ai, mlflow, ...) is not needed for that.
-  echo "[peers] Ptychodus 1.7.0 (product-file reader)"
-  "$PY" -m venv "$ROOT/ptychodus"
-  pipq "$ROOT/ptychodus" --no-deps ptychodus==1.7.0
-  pipq "$ROOT/ptychodus" numpy h5py scipy scikit-image pydantic
-fi
-echo "[peers] ok: $ROOT/ptychi, $ROOT/ptylab, $ROOT/ptychodus"
+echo "[peers] ok: $ROOT/ptychi, $ROOT/ptylab"

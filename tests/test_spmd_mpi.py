@@ -8,7 +8,7 @@ import pytest
 
 from conftest import small_dataset
 from ptyhpc.backend import asnumpy
-from ptyhpc.compare import nrmse, object_errors, phase_ramp, scanned_region
+from ptyhpc.compare import object_errors, phase_ramp, scanned_region
 from ptyhpc.config import ReconConfig
 from ptyhpc.engine import Reconstruction
 

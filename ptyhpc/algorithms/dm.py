@@ -79,7 +79,6 @@ def overlap_probe(state, astate, comm, chunks):
 
 def exit_wave_update(state, astate, stack, b, cfg):
     """psi <- psi + P_F(2 P O - psi) - P O for the positions ``b``; returns their misfit (of P O)."""
-    xp = state.xp
     bx = b.device
     _, _, _, _, farfield, predicted = batch_model(state, stack, b)
     measured, mask = state.patterns[bx], state.mask_of(bx)

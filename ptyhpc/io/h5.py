@@ -10,7 +10,7 @@ import numpy as np
 from .dataset import InputError
 
 try:  # registers the compression filters detectors write (bitshuffle/LZ4, Blosc, zstd, ...) with HDF5
-    import hdf5plugin  # noqa: F401
+    import hdf5plugin  # noqa: F401 (importing it registers the filters)
 except ImportError:
     pass
 

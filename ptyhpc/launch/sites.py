@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ..config import tomllib
 
 SHIPPED = pathlib.Path(__file__).with_name("sites")
-PROVIDERS = ("local", "slurm", "pbspro", "ssh")
+PROVIDERS = ("local", "slurm", "pbspro", "ssh", "globus-compute")
 PREEMPTION_RETRIES = 3
 """How often Parsl resubmits a reconstruction killed with its batch job on a preemptable queue."""
 CHECKOUT = pathlib.Path(__file__).resolve().parents[2]
@@ -69,6 +69,11 @@ class Site:
     """ssh sites: absolute folder on the site for the runs (staged inputs, job scripts, logs, results)."""
     scheduler: str = "slurm"
     """ssh sites: 'slurm' (sbatch, scontrol) or 'pbs' (qsub, qstat)."""
+    endpoint_id: str = ""
+    """globus-compute sites: the endpoint's UUID."""
+    endpoint_kind: str = "own"
+    """globus-compute sites: 'own' (the user's endpoint, configured from ``ptyhpc endpoint-config``) or 'facility'
+    (a multi-user endpoint such as ALCF's: the job's shape travels as ``user_endpoint_config``)."""
     source: str = ""
     """The profile file this site was read from (set by ``load_site``)."""
     address_interface: str = ""

@@ -83,9 +83,9 @@ def job_script(site: Site, run_dir: str, nodes: int, ranks_per_node: int, line: 
     """The batch script of one reconstruction: the scheduler's header, the site's worker_init, then mpiexec."""
     log = f"{run_dir}/job.log"
     if site.scheduler == "pbs":
-        header = [f"#PBS -N ptyhpc", f"#PBS -l select={nodes}" + (f":{site.select_options}" if site.select_options
+        header = ["#PBS -N ptyhpc", f"#PBS -l select={nodes}" + (f":{site.select_options}" if site.select_options
                                                                      else ""),
-                  f"#PBS -l walltime={site.walltime}", f"#PBS -j oe", f"#PBS -o {log}"]
+                  f"#PBS -l walltime={site.walltime}", "#PBS -j oe", f"#PBS -o {log}"]
         header += [f"#PBS -q {site.queue}"] * bool(site.queue) + [f"#PBS -A {site.account}"] * bool(site.account)
         header += [f"#PBS -l filesystems={site.filesystems}"] * bool(site.filesystems)
         header += [f"#PBS -l place={site.place}"] * bool(site.place)
