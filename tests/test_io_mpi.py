@@ -63,3 +63,22 @@ def test_each_rank_reads_its_own_patterns_and_writes_its_core(cxi, mpio, collect
     ref = one.gather_object()
     assert np.linalg.norm(written - ref) / np.linalg.norm(ref) <= 1e-5
     world.Barrier()
+
+
+@pytest.mark.mpi(min_size=2)
+def test_ranks_with_different_numbers_of_blocks_read_without_waiting(cxi, monkeypatch, device):
+    """Under mpio the file is opened once per rank (collectively) and the blocks are read independently: rank 0
+    reads 7 blocks while the others read 1, and nobody waits (the harness times out a hang)."""
+    from mpi4py import MPI
+
+    from ptyhpc.io import dataset as ds
+    from ptyhpc.io import load
+
+    monkeypatch.setattr(ds, "BLOCK", 2)
+    world = MPI.COMM_WORLD
+    d = load(cxi)
+    mine = np.arange(13) if world.Get_rank() == 0 else np.array([20, 21])
+    got = d.read_patterns(mine, world).intensity
+    ref = load(cxi).read_patterns(mine).intensity  # this rank alone, no communicator
+    assert np.array_equal(got, ref) and d.patterns_read == len(mine)
+    world.Barrier()

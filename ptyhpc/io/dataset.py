@@ -68,6 +68,10 @@ class Dataset:
     detector_pixel: float | None
     reader: Callable = field(repr=False)
     """reader(sorted indices, comm) -> (len, N, N) raw patterns in the stored dtype (before shifting)."""
+    blocks: Callable | None = field(default=None, repr=False)
+    """blocks(sorted indices, comm, block=size) -> the same rows as consecutive blocks of ``size``, from one open of
+    the file (``h5.row_blocks``); None: ``reader`` is called once per block (readers that open nothing
+    collectively)."""
     centred: bool = True
     """True when the file stores patterns with the zero frequency in the middle (they are ifftshift-ed)."""
     patterns_read: int = 0
@@ -97,20 +101,21 @@ class Dataset:
         values (Pilatus: -1 gaps, -2 bad pixels). Such a pixel is left out of *that pattern's* fit: its intensity
         is 0 here and ``Patterns.invalid`` marks it. A frame with no count at all (a dead frame) is left out
         whole. The rows are read, converted and shifted ``BLOCK`` patterns at a time, into the one float32 array
-        returned: no full-size copy in the stored type (one read when collective reads are on, which every rank
-        must make together).
+        returned: no full-size copy in the stored type (one block when collective reads are on).
         """
-        from .h5 import collective_reads
-
         indices = np.asarray(indices, dtype=np.int64)
         order = np.argsort(indices, kind="stable")
         ranked = indices[order]
         out = np.empty((len(indices), self.n, self.n), dtype=np.float32)
         invalid, marker = None, ""
-        step = len(indices) if (comm is not None and collective_reads()) else BLOCK
-        for start in range(0, max(len(indices), 1), max(step, 1)):
+        if self.blocks is not None:
+            source = self.blocks(ranked, comm, block=BLOCK)
+        else:
+            source = (self.reader(ranked[s:s + BLOCK], comm) for s in range(0, max(len(ranked), 1), BLOCK))
+        start = 0
+        for raw in source:
+            step = len(raw)
             rows = order[start:start + step]
-            raw = self.reader(ranked[start:start + step], comm)
             self.patterns_read += len(rows)
             self.bytes_read += raw.nbytes
             flagged, marker = _markers(raw)
@@ -126,6 +131,7 @@ class Dataset:
             out[rows] = block
             if flagged is not None:
                 invalid[rows] = flagged
+            start += step
         dead = ~out.any(axis=(1, 2))
         if dead.any():  # a frame without a single count: a missed trigger, not a measurement
             invalid = np.zeros(out.shape, dtype=bool) if invalid is None else invalid

@@ -117,18 +117,37 @@ def read_rows(path, dataset: str, indices, comm=None, dtype=np.float32, independ
         return rows_of(f[dataset], indices, dtype)
 
 
+def row_blocks(path, dataset: str, indices, comm=None, dtype=None, independent: bool = False, block: int = 256):
+    """Rows ``indices`` (sorted) of ``path:dataset`` as an iterator of consecutive blocks of ``block`` rows, from
+    one open of the file (under mpio the open is collective and the block reads independent, so ranks with
+    different numbers of blocks never wait for each other; with collective reads on, one block of all rows)."""
+    indices = np.asarray(indices, dtype=np.int64)
+    with open_file(path, "r", None if independent else comm) as f:
+        d = f[dataset]
+        collective = f.driver == "mpio" and collective_reads()  # asked once: the query is collective under mpio
+        if collective:
+            yield rows_of(d, indices, dtype, collective=True)
+            return
+        for start in range(0, max(len(indices), 1), block):
+            yield rows_of(d, indices[start:start + block], dtype, collective=False)
+
+
 def collective_reads() -> bool:
     """True when ``PTYHPC_COLLECTIVE_READ=1``: under mpio each rank's rows are one collective read, which every
     rank must make together (so a rank reads its rows in one call, not block by block)."""
     return os.environ.get("PTYHPC_COLLECTIVE_READ", "0") == "1"
 
 
-def rows_of(d, indices, dtype=None):
-    """Rows ``indices`` (sorted) of the open dataset ``d``, as ``dtype`` (None: as stored); see ``read_rows``."""
+def rows_of(d, indices, dtype=None, collective=None):
+    """Rows ``indices`` (sorted) of the open dataset ``d``, as ``dtype`` (None: as stored); see ``read_rows``.
+    ``collective``: read them in one collective call (None: when the file is mpio and collective reads are on;
+    that query is itself collective under mpio, so a caller reading several blocks asks it once)."""
     indices = np.asarray(indices, dtype=np.int64)
     out = np.empty((len(indices),) + d.shape[1:], dtype=dtype or d.dtype)
+    if collective is None:
+        collective = d.file.driver == "mpio" and collective_reads()
     try:
-        if d.file.driver == "mpio" and collective_reads():
+        if collective:
             _read_collective(d, indices, out)
         else:
             for start, stop in runs(indices):
