@@ -309,8 +309,7 @@ class signals:
 def _read_counts(measured) -> np.ndarray:
     """[photons, marker pixels, patterns with a marker, dead frames] of this rank's patterns (dead frames, wholly
     invalid, are counted apart from the markers)."""
-    p = measured.intensity
-    dead = ~p.any(axis=(1, 2))
+    p, dead = measured.intensity, measured.dead
     marked = measured.invalid[~dead] if measured.invalid is not None else np.zeros((0,) + p.shape[1:], bool)
     return np.array([p.sum(dtype=np.float64), marked.sum(), marked.any(axis=(1, 2)).sum(), dead.sum()],
                     dtype=np.float64)

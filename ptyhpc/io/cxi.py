@@ -8,7 +8,7 @@ import numpy as np
 from ..units import wavelength_from_joules
 from .dataset import (Dataset, InputError, check_mask, check_patterns_shape, check_probe,
                       place_scan)
-from .h5 import locate, open_file, read_rows, row_blocks
+from .h5 import locate, open_file, row_blocks
 
 DATA = ("entry_1/data_1/data", "entry_1/instrument_1/detector_1/data")
 TRANSLATION = "entry_1/sample_1/geometry_1/translation"
@@ -89,11 +89,10 @@ def _load(f, path, flip_translation):
     centres = positions[:, ::-1] / pixel_size  # (x, y) metres -> (row, col) pixels
     scan, shape = place_scan(path, TRANSLATION, centres - n / 2, n)
     # parallel HDF5 cannot read virtual datasets (Eiger master files): each rank then opens the file on its own
-    reader = partial(read_rows, path, key, dtype=None, independent=virtual)
-    blocks = partial(row_blocks, path, key, dtype=None, independent=virtual)
+    reader = partial(row_blocks, path, key, dtype=None, independent=virtual)
     return Dataset(
         path=str(path), patterns_dataset=key, count=count, n=n, scan=scan, object_shape=shape,
         mask=np.fft.ifftshift(mask), probe=probe, pixel_size=pixel_size, wavelength=wavelength,
-        distance=distance, detector_pixel=pixel, reader=reader, blocks=blocks, centred=True, sources=sources,
+        distance=distance, detector_pixel=pixel, reader=reader, centred=True, sources=sources,
         convention=convention,
     )

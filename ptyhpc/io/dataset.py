@@ -32,14 +32,14 @@ class Patterns(NamedTuple):
     invalid : (POSI, N, N) bool or None, pixels holding the detector's marker for "no valid count" (overflow,
         gap, bad pixel) in that pattern; None when no pixel does
     marker : the marker values looked for (empty for float data, which has none)
-    dead : how many frames hold no count at all (left out whole: every pixel ``invalid``)
+    dead : (POSI,) bool, the frames that hold no count at all (left out whole: every pixel ``invalid``)
     """
 
     intensity: np.ndarray
     invalid: np.ndarray | None
     marker: str
-    dead: int = 0
-    """Frames without a single count (dead frames), wholly marked in ``invalid``."""
+    dead: np.ndarray | None = None
+    """(POSI,) bool: frames without a single count (dead frames), wholly marked in ``invalid``."""
 
 
 @dataclass
@@ -67,11 +67,9 @@ class Dataset:
     distance: float | None
     detector_pixel: float | None
     reader: Callable = field(repr=False)
-    """reader(sorted indices, comm) -> (len, N, N) raw patterns in the stored dtype (before shifting)."""
-    blocks: Callable | None = field(default=None, repr=False)
-    """blocks(sorted indices, comm, block=size) -> the same rows as consecutive blocks of ``size``, from one open of
-    the file (``h5.row_blocks``); None: ``reader`` is called once per block (readers that open nothing
-    collectively)."""
+    """reader(sorted indices, comm, block=size) -> the rows as consecutive blocks of ``size`` rows (raw, in the
+    stored dtype, before shifting): ``h5.row_blocks`` (one open of the file), or :func:`in_blocks` around a
+    function that returns rows."""
     centred: bool = True
     """True when the file stores patterns with the zero frequency in the middle (they are ifftshift-ed)."""
     patterns_read: int = 0
@@ -108,12 +106,8 @@ class Dataset:
         ranked = indices[order]
         out = np.empty((len(indices), self.n, self.n), dtype=np.float32)
         invalid, marker = None, ""
-        if self.blocks is not None:
-            source = self.blocks(ranked, comm, block=BLOCK)
-        else:
-            source = (self.reader(ranked[s:s + BLOCK], comm) for s in range(0, max(len(ranked), 1), BLOCK))
         start = 0
-        for raw in source:
+        for raw in self.reader(ranked, comm, block=BLOCK):
             step = len(raw)
             rows = order[start:start + step]
             self.patterns_read += len(rows)
@@ -136,7 +130,7 @@ class Dataset:
         if dead.any():  # a frame without a single count: a missed trigger, not a measurement
             invalid = np.zeros(out.shape, dtype=bool) if invalid is None else invalid
             invalid[dead] = True
-        return Patterns(out, invalid, marker, int(dead.sum()))
+        return Patterns(out, invalid, marker, dead)
 
     def _check(self, block, indices) -> None:
         """Refuse NaN, Inf and negative intensities in ``block`` (rows ``indices``), naming the first pattern."""
@@ -310,13 +304,18 @@ def from_arrays(patterns, scan, mask=None, probe=None, pixel_size=None, name: st
     count, n = check_patterns_shape(name, "patterns", patterns.shape, len(scan))
     placed, shape = place_scan(name, "scan", scan, n)
 
-    def reader(indices, comm=None):
-        return patterns[indices]
-
     return Dataset(path=name, patterns_dataset="patterns", count=count, n=n, scan=placed, object_shape=shape,
                    mask=np.ones((n, n), bool) if mask is None else np.asarray(mask, bool), probe=probe,
-                   pixel_size=pixel_size, wavelength=None, distance=None, detector_pixel=None, reader=reader,
-                   centred=False)
+                   pixel_size=pixel_size, wavelength=None, distance=None, detector_pixel=None,
+                   reader=in_blocks(lambda rows: patterns[rows]), centred=False)
+
+
+def in_blocks(read: Callable) -> Callable:
+    """A ``Dataset.reader`` from ``read(sorted rows) -> raw patterns``, called once per block (for sources that
+    open nothing collectively: arrays in memory, Ptychodus' readers)."""
+    def reader(indices, comm=None, block: int = BLOCK):
+        return (read(indices[s:s + block]) for s in range(0, max(len(indices), 1), block))
+    return reader
 
 
 def _markers(raw):

@@ -9,7 +9,7 @@ import zipfile
 
 import numpy as np
 
-from .dataset import Dataset, InputError, check_patterns_shape, check_probe, place_scan
+from .dataset import Dataset, InputError, check_patterns_shape, check_probe, in_blocks, place_scan
 
 
 def _open(path):
@@ -42,12 +42,9 @@ def load(path, flip_translation: bool = False) -> Dataset:
     probe = check_probe(path, "probe", z["probe"], n) if "probe" in z.files else None
     placed, shape = place_scan(path, "scan", -scan if flip_translation else scan, n)
 
-    def reader(indices, comm=None):
-        return data[indices]
-
     return Dataset(
         path=str(path), patterns_dataset="data", count=count, n=n, scan=placed, object_shape=shape,
         mask=np.ones((n, n), dtype=bool), probe=probe, pixel_size=None, wavelength=None, distance=None,
-        detector_pixel=None, reader=reader, centred=False,
+        detector_pixel=None, reader=in_blocks(lambda rows: data[rows]), centred=False,
         convention="window corners in pixels (tike)" + (", mirrored: --flip-translation" if flip_translation else ""),
     )

@@ -19,7 +19,7 @@ import numpy as np
 from ..config import ReconConfig
 from ..units import wavelength_from_ev
 from .dataset import Dataset, InputError, check_mask, check_patterns_shape, check_probe, place_scan
-from .h5 import open_file, read_rows, row_blocks
+from .h5 import open_file, row_blocks
 
 PRODUCT_NAMES = ("product.h5", "product-in.h5")
 """The input product's names: Ptychodus 1.7's, then the name earlier versions wrote."""
@@ -151,8 +151,7 @@ def load(folder, flip_translation: bool = False) -> Dataset:
         object_shape=oshape, mask=np.fft.ifftshift(mask), probe=probe,
         pixel_size=pixel, wavelength=wavelength, distance=distance,
         detector_pixel=detector_pixel or ((wavelength * distance / (n * pixel)) if (wavelength and distance) else None),
-        reader=partial(read_rows, dpath, "patterns", dtype=None), centred=True,
-        blocks=partial(row_blocks, dpath, "patterns", dtype=None),
+        reader=partial(row_blocks, dpath, "patterns", dtype=None), centred=True,
         sources=(dpath, ppath) + ((spath,) if os.path.isfile(spath) else ()),
         convention="probe positions (Ptychodus product)" + (", flipped: --flip-translation" if flip_translation
                                                              else ""),

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..units import wavelength_from_ev
-from .dataset import Dataset, InputError, check_mask, check_patterns_shape, place_scan
+from .dataset import Dataset, InputError, check_mask, check_patterns_shape, in_blocks, place_scan
 from .h5 import read_rows
 from .ptychodus import corners_from_positions
 
@@ -58,8 +58,10 @@ def load(path, reader: str, positions=None, positions_reader=None, crop: int = 0
     ppath = str(positions or path)
     preader_name = positions_reader or reader
     ptag = f"--positions-reader {preader_name}"
-    scan = _read(ppath, ptag, lambda: _strategy(registry.probe_position_file_readers, preader_name, ppath,
-                                                "positions-reader").read(Path(ppath)))
+    # a product (CXI, NPZ, HDF5) is read once: its positions, and its object grid and geometry below
+    product = _product(registry, preader_name, ppath)
+    scan = product.probe_positions if product is not None else _read(ppath, ptag, lambda: _strategy(
+        registry.probe_position_file_readers, preader_name, ppath, "positions-reader").read(Path(ppath)))
     meta = data.get_metadata()
     arrays = list(data)
     if not arrays:
@@ -90,7 +92,6 @@ def load(path, reader: str, positions=None, positions_reader=None, crop: int = 0
     pixel_size = wavelength_from_ev(energy) * distance / (n * pixel) if (energy and distance and pixel) else None
     # positions read from a product are placed on its object's grid, as Ptychodus places them (see io.ptychodus);
     # a bare pattern file (NPZ, NPY, TIFF) then takes its geometry from the product too
-    product = _product(registry, preader_name, ppath)
     object_shape, object_center = (1, 1), (0.0, 0.0)
     if product is not None:
         geometry = product.object_.get_geometry()
@@ -110,7 +111,7 @@ def load(path, reader: str, positions=None, positions_reader=None, crop: int = 0
                                      pixel_size, object_shape, n, (sign * object_center[0], sign * object_center[1]))
     placed, shape = place_scan(ppath, ptag, corners, n)
 
-    def read(rows, comm=None):
+    def read(rows):
         """Rows ``rows`` (sorted) of the concatenated arrays, cropped; only the arrays that hold them are read."""
         out = np.empty((len(rows), n, n), dtype=np.dtype(meta.pattern_dtype))
         owner = np.searchsorted(first, rows, side="right") - 1
@@ -123,7 +124,7 @@ def load(path, reader: str, positions=None, positions_reader=None, crop: int = 0
     return Dataset(
         path=path, patterns_dataset=tag, count=count, n=n, scan=placed, object_shape=shape,
         mask=np.fft.ifftshift(mask), probe=None, pixel_size=pixel_size, wavelength=wavelength,
-        distance=distance or None, detector_pixel=pixel, reader=read, centred=True,
+        distance=distance or None, detector_pixel=pixel, reader=in_blocks(read), centred=True,
         sources=tuple(dict.fromkeys([path, ppath] + [str(s[0]) for s in map(_h5_source, arrays) if s and s[0]])),
         convention=f"probe positions from Ptychodus' {preader_name} reader"
                    + (", flipped: --flip-translation" if flip_translation else ""),
