@@ -14,8 +14,8 @@ from .backend import array_module
 
 THREADED_FFT_SIZE = 1 << 17
 """Smallest batch (elements) whose CPU FFT is split over threads: below it starting the threads costs more than
-they save (scipy.fft, complex64, this project's 2-core VM: 16 x 64^2 took 0.17 ms on 1 thread and 0.29 ms on
-2; 16 x 128^2 0.73 ms and 0.46 ms)."""
+they save (scipy.fft, complex64, this project's 2-core VM, scripts/bench_threads.py: 16 x 64^2 took 0.175 ms on
+1 thread and 0.201 ms on 2; 16 x 128^2 0.752 ms and 0.478 ms)."""
 
 
 def _workers(x) -> int:
@@ -124,8 +124,9 @@ def scatter_add(obj, corner, patches):
 
     obj : (H, W); corner : (BATCH, 2) int, host (NumPy) array; patches : (BATCH, N, N).
 
-    NumPy: one slice-add per position, which measured 16x faster than ``np.add.at`` and 35x faster than a
-    ``bincount`` over the batch (16 windows of 128^2 into 512^2, complex64, one core: 0.14 / 2.4 / 5.0 ms). CuPy:
+    NumPy: one slice-add per position, which measured 16x faster than ``np.add.at`` and 8x faster than two
+    ``bincount`` calls over the batch (16 windows of 128^2 into 512^2, complex64: 0.15 / 2.45 / 1.23 ms,
+    scripts/bench_threads.py). CuPy:
     one scatter-add kernel for the whole batch (``cupyx.scatter_add`` of the real and imaginary parts), instead of
     two kernel launches per position.
     """
