@@ -100,6 +100,8 @@ def test_submit_through_the_sdk_boundary_equals_direct_mpiexec(sim, tmp_path, mo
     monkeypatch.setattr(globus_compute_sdk, "Executor", LocalExecutor)
     LocalExecutor.submitted.clear()
     out = tmp_path / "gc.h5"
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")  # where the worker runs: nothing may land there
     code = globus.submit(_site(endpoint_id="0123-uuid", endpoint_kind=kind), sim / "s.cxi", out,
                          [*ARGS, "--device", "cpu"], nodes=1, ranks_per_node=2)
     assert code == 0
@@ -111,6 +113,7 @@ def test_submit_through_the_sdk_boundary_equals_direct_mpiexec(sim, tmp_path, mo
         assert user_config["account"] == "MYPROJECT" and user_config["nodes_per_block"] == 1
     assert np.array_equal(read_product(out)["object"], read_product(sim / "direct.h5")["object"])  # bitwise
     assert "epoch    5/5" in (tmp_path / "gc.log").read_text()
+    assert "wrote" in (tmp_path / "gc.stdout").read_text() and not list((tmp_path / "cwd").iterdir())
 
 
 def test_dry_run_prints_the_endpoint_config_and_the_function(tmp_path):

@@ -39,10 +39,12 @@ def resource_specification(site: Site, nodes: int, ranks_per_node: int) -> dict:
 
 
 def mpi_function(line: str, log: str):
-    """The task: the ranks' command (after the endpoint's ``$PARSL_MPI_PREFIX``), its progress into ``log``."""
+    """The task: the ranks' command (after the endpoint's ``$PARSL_MPI_PREFIX``), its progress (stderr) into
+    ``log`` and its stdout beside it (``.stdout``). Both are named: left unnamed, the SDK writes them as
+    ``<hash>.<random>.stdout/.stderr`` into whatever directory the worker runs in."""
     from globus_compute_sdk import MPIFunction
 
-    return MPIFunction(f"{line} 2> {log}")
+    return MPIFunction(line, stdout=os.path.splitext(log)[0] + ".stdout", stderr=log)
 
 
 def _scheduler_options(site: Site) -> str:
@@ -88,7 +90,7 @@ def submit(site: Site, input_path, output, args=(), nodes: int = 1, ranks_per_no
                 f"{user_endpoint_config(site, nodes)}" if site.endpoint_kind == "facility" else
                 f"endpoint config (ptyhpc endpoint-config --site {site.name}):\n{endpoint_config(site, nodes)}")
         print(f"# site {site.name}: Globus Compute endpoint {site.endpoint_id or '<endpoint_id>'}\n# {kind}\n"
-              f"# resource_specification {spec}\n# MPIFunction: $PARSL_MPI_PREFIX {line} 2> {log}")
+              f"# resource_specification {spec}\n# MPIFunction: $PARSL_MPI_PREFIX {line} (stderr to {log})")
         return 0
     if not site.endpoint_id:
         raise ValueError(f"site {site.name}: a globus-compute site needs endpoint_id")
