@@ -28,7 +28,8 @@ def _simulate(args) -> int:
 
     cfg = SimConfig(object_size=args.object_size, probe_size=args.probe_size, positions=args.positions,
                     probe_diameter=args.probe_diameter, aperture_radius=args.aperture_radius, step=args.step,
-                    scan=args.scan, photons=args.photons, bad_pixels=args.bad_pixels, seed=args.seed)
+                    scan=args.scan, photons=args.photons, bad_pixels=args.bad_pixels, seed=args.seed,
+                    position_error=args.position_error, position_drift=args.position_drift)
     truth = write(args.out, cfg)
     print(f"wrote {args.out} ({cfg.positions} patterns of {cfg.probe_size}x{cfg.probe_size}) and {truth}")
     if args.initial_probe:
@@ -68,7 +69,7 @@ def _config(args, stated=None) -> ReconConfig:
     cfg = ReconConfig.from_toml(args.config, base=cfg) if args.config else cfg
     cfg = cfg.replace(algorithm=args.algorithm, epochs=args.epochs, probe_modes=args.probe_modes,
                       device=args.device, batch_size=args.batch_size, batching=args.batching, noise=args.noise,
-                      precision=args.precision, seed=args.seed)
+                      precision=args.precision, seed=args.seed, correct_positions=args.correct_positions)
     for item in args.set or []:
         key, eq, value = item.partition("=")
         if not eq:
@@ -236,6 +237,8 @@ def _compare(args) -> int:
         print(f"object NRMSE            {errors['object_nrmse']:.4f}  (global complex factor removed)")
         print(f"object NRMSE, ramp too  {errors['object_nrmse_ramp']:.4f}  (and a linear phase ramp)")
         print(f"probe NRMSE             {errors['probe_nrmse']:.4f}  (first mode, global complex factor)")
+        if "position_error_px" in errors:
+            print(f"position error          {errors['position_error_px']:.3f} px  (RMS, mean offset removed)")
         print(f"scanned region          rows {errors['region'][0]}:{errors['region'][1]}, "
               f"columns {errors['region'][2]}:{errors['region'][3]} of the truth")
     return 0
@@ -287,6 +290,8 @@ def _reconstruct_options(r) -> list:
         add("--noise", choices=("gaussian", "poisson")),
         add("--precision", choices=("complex64", "complex128")),
         add("--seed", type=int),
+        add("--correct-positions", action="store_true", default=None,
+            help="refine the scan positions from the data (rPIE, LSQML; settings position_*)"),
         add("--set", action="append", metavar="KEY=VALUE", help="any other setting (repeatable)"),
         add("--checkpoint-every", type=int, default=0, metavar="N",
             help="write OUT.checkpoint.h5 every N epochs (always on SIGTERM/SIGUSR1)"),
@@ -345,6 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--photons", type=float, default=1e6, help="photons per pattern (0: no noise)")
     s.add_argument("--bad-pixels", type=int, default=0)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--position-error", type=float, default=0.0, metavar="PX",
+                   help="random error of the recorded positions (normal, per coordinate), pixels; the truth keeps "
+                        "the true ones")
+    s.add_argument("--position-drift", type=float, default=0.0, metavar="PX",
+                   help="linear drift of the recorded positions along the scan, pixels by its end")
     s.add_argument("--initial-probe", metavar="NPY", help="also write the usual starting probe guess here")
     s.set_defaults(run=_simulate)
 

@@ -45,6 +45,14 @@ def object_errors(rec_obj, rec_scan, true_obj, true_scan, n) -> dict:
             "region": [int(y0), int(y1), int(x0), int(x1)], "frame_offset": offset.tolist()}
 
 
+def position_error(rec_scan, true_scan) -> float:
+    """RMS distance (pixels) between two sets of positions (POSI, 2) of the same scan after removing their mean
+    offset (the global position is degenerate with the object's)."""
+    d = np.asarray(rec_scan, dtype=np.float64) - np.asarray(true_scan, dtype=np.float64)
+    d -= d.mean(axis=0)
+    return float(np.sqrt((d ** 2).sum(axis=1).mean()))
+
+
 def probe_error(rec_probe, true_probe) -> float:
     """NRMSE of the first (strongest) probe mode with a global complex factor: mixed states are compared through
     their dominant orthogonal mode."""
@@ -59,6 +67,8 @@ def compare_files(result, truth) -> dict:
     n = t["probe"].shape[-1]
     out = object_errors(r["object"], r["scan"], t["object"], t["scan"], n)
     out["probe_nrmse"] = probe_error(r["probe"], t["probe"])
+    if len(r["scan"]) == len(t["scan"]):
+        out["position_error_px"] = position_error(r["scan"], t["scan"])
     if r["losses"]:
         out["final_cost"] = r["losses"][-1][1]
     return out

@@ -55,6 +55,23 @@ class ReconConfig:
     """rPIE on several ranks: average the overlapping strips of the tiles with the neighbours every k batches and
     at the end of every epoch (0: only there). The probes are averaged after every batch whatever k is.
     scripts/bench_scaling.py measures error and time for k = 1, 4 and 16."""
+    subpixel: str = "auto"
+    """Sub-pixel shift of the probe: 'bilinear' (interpolation, cheapest; blurs by up to half a pixel), 'fourier'
+    (exact phase ramp, one FFT pair more per batch) or 'auto' (fourier with position correction, which it makes
+    unbiased, else bilinear)."""
+    correct_positions: bool = False
+    """Refine every scan position from the data (rPIE and LSQML; see ptyhpc.positions)."""
+    position_start: int = 10
+    """First epoch in which positions are corrected (the object needs a few epochs to show features to align)."""
+    position_step_px: float = 0.5
+    """Largest move of one position in one epoch, object pixels."""
+    position_limit_px: float = 10.0
+    """Largest correction of a position from its recorded place, object pixels; the tiles carry this margin."""
+    position_affine: bool = False
+    """Let the corrections change the scan's affine geometry (scale, rotation, shear) as well. Off, the affine part
+    of the corrections is removed every epoch: random errors and drifts that are not affine are corrected, the
+    recorded geometry is kept on average. On the standard set the free geometry crept (0.5 % in scale in 100
+    epochs, scripts/bench_positions.py): switch it on when the stage's scale or rotation is known to be off."""
     device: str = "auto"
     """'auto' (the GPU when CuPy finds a usable one, else the CPU), 'gpu' (an error without one) or 'cpu'."""
     precision: str = "complex64"
@@ -84,6 +101,13 @@ class ReconConfig:
             (self.precision in ("complex64", "complex128"),
              f"precision must be 'complex64' or 'complex128', not {self.precision!r}"),
             (self.sync_every >= 0, f"sync_every must be >= 0, not {self.sync_every}"),
+            (self.subpixel in ("auto", "bilinear", "fourier"),
+             f"subpixel must be 'auto', 'bilinear' or 'fourier', not {self.subpixel!r}"),
+            (self.position_start >= 0, f"position_start must be >= 0, not {self.position_start}"),
+            (self.position_step_px > 0, f"position_step_px must be > 0, not {self.position_step_px}"),
+            (self.position_limit_px > 0, f"position_limit_px must be > 0, not {self.position_limit_px}"),
+            (not self.correct_positions or self.algorithm != "dm",
+             "correct_positions needs algorithm 'rpie' or 'lsqml' (DM's exit waves are not a descent step)"),
         ]
         for ok, message in checks:
             if not ok:
@@ -93,6 +117,13 @@ class ReconConfig:
     def batch(self) -> int:
         """The batch size in force (the algorithm's default when ``batch_size`` is 0)."""
         return self.batch_size or {"rpie": 16, "lsqml": 32, "dm": 64}[self.algorithm]
+
+    @property
+    def shift(self) -> str:
+        """The sub-pixel shift in force ('bilinear' or 'fourier')."""
+        if self.subpixel != "auto":
+            return self.subpixel
+        return "fourier" if self.correct_positions else "bilinear"
 
     def replace(self, **changes) -> "ReconConfig":
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import physics
+from . import physics, positions
 from .algorithms import ALGORITHMS
 from .backend import DTYPES, asnumpy, describe, get_xp, limit_threads, synchronize
 from .comm import TileComm
@@ -53,6 +53,8 @@ class History:
     seconds: list = field(default_factory=list)
     halo_bytes: list = field(default_factory=list)
     """Halo bytes sent by this rank in each epoch run by this process (after a resume: since the resume)."""
+    position_rms: list = field(default_factory=list)
+    """RMS correction of all positions (from the recorded ones, pixels) after each epoch (position correction)."""
 
 
 class Reconstruction:
@@ -79,7 +81,8 @@ class Reconstruction:
         limit_threads(local_size)
         self.xp = get_xp(cfg.device, local_rank=local_rank)
         dtype = DTYPES[cfg.precision][0]
-        self.partition = partition(dataset.scan, dataset.n, dataset.object_shape, size)
+        self.partition = partition(dataset.scan, dataset.n, dataset.object_shape, size,
+                                   margin=_position_margin(dataset, cfg, resume))
         self.comm = TileComm(mpi_comm, self.partition)
         self.mpi = mpi_comm
         tile = self.partition.tiles[rank]
@@ -106,6 +109,7 @@ class Reconstruction:
             probe, obj = ck["probe"], None
             h = self.history
             h.epochs, h.costs, h.seconds = (ck["arrays"][k].tolist() for k in ("epochs", "costs", "seconds"))
+            h.position_rms = ck["arrays"]["position_rms"].tolist() if "position_rms" in ck["arrays"] else []
             self.epoch = int(ck["attrs"]["epoch"])
         if probe is None:
             probe = dataset.probe
@@ -124,8 +128,13 @@ class Reconstruction:
         else:
             y0, y1, x0, x1 = tile.box
             tile_obj = np.asarray(obj[y0:y1, x0:x1])
-        self.state = LocalState.create(self.xp, dtype, tile, dataset.scan[idx], idx, patterns, dataset.mask,
-                                       probe, tile_obj, invalid=measured.invalid)
+        self.scan = np.array(ck["scan"] if ck is not None else dataset.scan, dtype=np.float64)
+        """(POSI, 2) all positions in use (window corners, global object pixels), the same on every rank: the
+        recorded ones (``dataset.scan``), or corrected ones (position correction; a checkpoint's)."""
+        self.constraint = None
+        """``positions.Constraint`` of the scan, made when first needed."""
+        self.state = LocalState.create(self.xp, dtype, tile, self.scan[idx], idx, patterns, dataset.mask,
+                                       probe, tile_obj, invalid=measured.invalid, shift=physics.SHIFTS[cfg.shift])
         del measured, patterns
         restore = same_modes and ck["attrs"]["algorithm"] == cfg.algorithm  # else the algorithm state starts afresh
         self.astate = self.algorithm.init(self.state, self.comm, cfg, saved=ck["rows"] if restore else None)
@@ -186,9 +195,13 @@ class Reconstruction:
             sent0 = self.comm.halo_bytes_sent
             update_probe = cfg.update_probe and self.epoch >= cfg.probe_start
             batches = batches_on(self.xp, self.batches(self.epoch))  # one host-to-device copy per epoch
-            local = self.algorithm.iterate(self.state, self.astate, self.comm, cfg, batches,
-                                           update_probe=update_probe)
             st = self.state
+            correct = cfg.correct_positions and self.epoch >= cfg.position_start
+            if correct and st.steps is None:
+                st.steps = self.xp.zeros(st.scan.shape, dtype=st.weights.dtype)
+            local = self.algorithm.iterate(st, self.astate, self.comm, cfg, batches, update_probe=update_probe)
+            if correct:
+                self._move_positions()
             if st.probe.shape[0] > 1:
                 st.probe = physics.orthogonalize_modes(st.probe)
             if cfg.probe_power:
@@ -205,6 +218,8 @@ class Reconstruction:
             h.costs.append(cost)
             h.seconds.append(seconds)
             h.halo_bytes.append(self.comm.halo_bytes_sent - sent0)
+            if cfg.correct_positions:
+                h.position_rms.append(positions.rms(self.scan - self.dataset.scan))
             if progress is not None:
                 progress(self.epoch, cost, seconds)
             if checkpoint is not None and (stop or (every and self.epoch % every == 0)):
@@ -212,6 +227,35 @@ class Reconstruction:
             if stop:
                 return self.stop_signal or int(signal.SIGTERM)  # a rank the signal missed stops all the same
         return 0
+
+    def _move_positions(self) -> None:
+        """Apply the epoch's position steps (collective: one all-gather of every rank's steps, 16 bytes a
+        position): each step bounded by ``position_step_px``, then all of them constrained
+        (:func:`positions.constrain`: systematic part fitted, smooth residual removed, mean held); every correction
+        bounded by ``position_limit_px`` and every window kept in the object. Every rank then holds all positions
+        in use (``scan``)."""
+        cfg, st, d = self.cfg, self.state, self.dataset
+        steps = np.zeros_like(self.scan)
+        for idx, part in self.comm.allgather((st.indices, positions.clip_norm(
+                asnumpy(st.steps).astype(np.float64), cfg.position_step_px))):
+            steps[idx] = part
+        st.steps.fill(0)
+        if self.constraint is None:
+            self.constraint = positions.Constraint(d.scan)
+        new = self.scan + positions.constrain(steps, self.constraint, cfg.position_affine)
+        new = d.scan + np.clip(new - d.scan, -cfg.position_limit_px, cfg.position_limit_px)
+        self.scan = np.clip(new, 0, np.asarray(d.object_shape, dtype=np.float64) - d.n - 1e-6)
+        st.move(self.scan[st.indices])
+
+    def position_model(self) -> positions.Model:
+        """The systematic part (offset, drift, affine) of the corrections so far, fitted over all positions."""
+        if self.constraint is None:
+            self.constraint = positions.Constraint(self.dataset.scan)
+        return self.constraint.fit(self.scan - self.dataset.scan)
+
+    def gather_scan(self) -> np.ndarray:
+        """All positions in use (POSI, 2): the recorded ones, or the corrected ones."""
+        return self.scan.copy()
 
     def checkpoint(self, path) -> None:
         """Write a checkpoint (collective): a product file whose object is in the run's precision, plus the
@@ -223,7 +267,8 @@ class Reconstruction:
             "attrs": {"epoch": self.epoch, "algorithm": self.cfg.algorithm, "seed": self.cfg.seed,
                       "random_state": "batches: numpy default_rng([seed, epoch(, rank)]), nothing else is random"},
             "arrays": {"epochs": np.asarray(h.epochs, dtype=np.int64), "costs": np.asarray(h.costs),
-                       "seconds": np.asarray(h.seconds)},
+                       "seconds": np.asarray(h.seconds),
+                       **({"position_rms": np.asarray(h.position_rms)} if self.cfg.correct_positions else {})},
             "rows": rows,
         })
 
@@ -261,6 +306,9 @@ class Reconstruction:
             "dead_frames": self.masked["dead_frames"],
             "config": self.cfg.to_dict(),
         }
+        if self.cfg.correct_positions:
+            info["position_rms_px"] = self.history.position_rms
+            info["position_model"] = self.position_model().to_dict()
         core, probe = self.core(), asnumpy(self.state.probe)
         mine = {"finite": bool(np.isfinite(core).all() and np.isfinite(probe).all()),
                 "peak_rss_bytes": peak_rss(), "halo_bytes_sent_per_rank": self.comm.halo_bytes_sent,
@@ -274,7 +322,7 @@ class Reconstruction:
         info.update({key: [r[key] for r in everyone] for key in mine})
         info.update(extra or {})
         write_product(path, shape=d.object_shape, core_box=self.state.tile.core, core=core,
-                      probe=probe, scan=d.scan, n=d.n, pixel_size=d.pixel_size,
+                      probe=probe, scan=self.gather_scan(), recorded_scan=d.scan, n=d.n, pixel_size=d.pixel_size,
                       wavelength=d.wavelength, distance=d.distance,
                       losses=list(zip(self.history.epochs, self.history.costs)), comm=self.mpi, extra=info,
                       checkpoint=checkpoint)
@@ -304,6 +352,19 @@ class signals:
         for s, handler in self.previous.items():
             signal.signal(s, handler)
         return False
+
+
+def _position_margin(dataset, cfg: ReconConfig, resume) -> int:
+    """Pixels the tiles need around the recorded windows: as far as a position may be corrected
+    (``position_limit_px``), or has been in the checkpoint resumed from, plus one (the sub-pixel part)."""
+    reach = cfg.position_limit_px if cfg.correct_positions else 0.0
+    if resume is not None:
+        from .io.product import checkpoint_positions
+
+        used = checkpoint_positions(resume)
+        if used is not None and used.shape == dataset.scan.shape and np.isfinite(used).all():
+            reach = max(reach, float(np.abs(used - dataset.scan).max()))
+    return int(np.ceil(reach)) + 1 if reach > 0 else 0
 
 
 def _read_counts(measured) -> np.ndarray:

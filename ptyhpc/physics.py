@@ -43,22 +43,14 @@ def ifft2(x):
 # --- positions and sub-pixel shifts ----------------------------------------------------------------------------
 
 def split_scan(scan):
-    """Split positions into integer corners and bilinear weights.
+    """Split positions into integer corners and fractional offsets.
 
-    Parameters
-    ----------
-    scan : (BATCH, 2) float, object pixels, rows first
-
-    Returns
-    -------
-    corner : (BATCH, 2) int, the integer part (floor)
-    weights : (BATCH, 4) float, bilinear weights for [P, P shifted down, P shifted right, P shifted both]
+    scan : (BATCH, 2) float, object pixels, rows first -> corner (BATCH, 2) int (the floor), frac (BATCH, 2) in
+    [0, 1) (what a sub-pixel shift operator turns into its ``weights``).
     """
     xp = array_module(scan)
     corner = xp.floor(scan).astype(xp.int64)
-    dy, dx = (scan - corner).T
-    weights = xp.stack([(1 - dy) * (1 - dx), dy * (1 - dx), (1 - dy) * dx, dy * dx], axis=1)
-    return corner, weights
+    return corner, scan - corner
 
 
 def probe_stack(probe):
@@ -91,6 +83,92 @@ def shifted_probes_adjoint(g, weights):
     s = (w.T @ g.reshape(len(g), -1)).reshape((4,) + g.shape[1:])
     up = xp.roll(s[1] + xp.roll(s[3], -1, axis=-1), -1, axis=-2)
     return s[0] + up + xp.roll(s[2], -1, axis=-1)
+
+
+def _ramps(offsets, n: int, dtype):
+    """exp(-2 pi i (ky dy_j + kx dx_j)) (BATCH, N, N) of ``dtype`` for offsets (BATCH, 2) (separable: two (BATCH,
+    N) factors and one outer product)."""
+    xp = array_module(offsets)
+    k = xp.fft.fftfreq(n).astype(offsets.dtype)
+    ry = xp.exp((-2j * np.pi) * (offsets[:, 0, None] * k)).astype(dtype)
+    rx = xp.exp((-2j * np.pi) * (offsets[:, 1, None] * k)).astype(dtype)
+    return ry[:, :, None] * rx[:, None, :]
+
+
+class Bilinear:
+    """Sub-pixel shift of the probe by bilinear interpolation of its four whole-pixel shifts: one GEMM per batch,
+    the cost of a copy; it blurs the probe by up to half a pixel, which position correction would read as a
+    position error. ``weights``: (POSI, 4), from the offsets of :func:`split_scan`."""
+
+    name = "bilinear"
+
+    @staticmethod
+    def weights(frac):
+        """(POSI, 4) bilinear weights of the fractional offsets ``frac`` (POSI, 2)."""
+        xp = array_module(frac)
+        dy, dx = frac.T
+        return xp.stack([(1 - dy) * (1 - dx), dy * (1 - dx), (1 - dy) * dx, dy * dx], axis=1)
+
+    prepare = staticmethod(lambda probe: probe_stack(probe))
+    fwd = staticmethod(lambda prepared, weights: shifted_probes(prepared, weights))
+    adj = staticmethod(lambda g, weights: shifted_probes_adjoint(g, weights))
+
+    @staticmethod
+    def grad(prepared, weights):
+        """d P_j / d d_j: (2, BATCH, MODES, N, N), rows then columns (the bilinear weights' derivatives; valid for
+        weights made from an offset, see :meth:`weights`)."""
+        xp = array_module(weights)
+        w00, w10, w01, w11 = weights.T  # (1-dy)(1-dx), dy(1-dx), (1-dy)dx, dy dx
+        one_dx, one_dy = w00 + w10, w00 + w01  # 1 - dx, 1 - dy
+        dx, dy = w01 + w11, w10 + w11
+        d_rows = xp.stack([-one_dx, one_dx, -dx, dx], axis=1)
+        d_cols = xp.stack([-one_dy, -dy, one_dy, dy], axis=1)
+        return xp.stack([shifted_probes(prepared, d_rows), shifted_probes(prepared, d_cols)])
+
+
+class Fourier:
+    """Exact (band-limited, periodic) sub-pixel shift of the probe: P_j = F^-1[F[P] R_j], R_j the phase ramp of the
+    fractional offset d_j; adjoint sum_j F^-1[conj(R_j) F[g_j]]. One FFT more per batch in each direction than
+    :class:`Bilinear`, and no blur, so a position can be fitted to a small fraction of a pixel.
+    ``weights``: the fractional offsets themselves (POSI, 2)."""
+
+    name = "fourier"
+
+    @staticmethod
+    def weights(frac):
+        return frac
+
+    @staticmethod
+    def prepare(probe):
+        """F[P] (MODES, N, N)."""
+        return fft2(probe)
+
+    @staticmethod
+    def fwd(prepared, offsets):
+        """(BATCH, MODES, N, N) shifted probes P(r - d_j)."""
+        ramps = _ramps(offsets, prepared.shape[-1], prepared.dtype)
+        return ifft2(prepared[None] * ramps[:, None])
+
+    @staticmethod
+    def grad(prepared, offsets):
+        """d P_j / d d_j: (2, BATCH, MODES, N, N), rows then columns: F^-1[F[P] R_j (-2 pi i k)]."""
+        xp = array_module(prepared)
+        n = prepared.shape[-1]
+        k = (-2j * np.pi * xp.fft.fftfreq(n)).astype(prepared.dtype)
+        shifted = prepared[None] * _ramps(offsets, n, prepared.dtype)[:, None]
+        return xp.stack([ifft2(shifted * k[:, None]), ifft2(shifted * k[None, :])])
+
+    @staticmethod
+    def adj(g, offsets):
+        """sum_j S_j^H g_j (MODES, N, N); real when ``g`` is real (a sum of shifted real images)."""
+        xp = array_module(g)
+        cdtype = xp.result_type(g.dtype, xp.complex64)
+        ramps = _ramps(offsets, g.shape[-1], cdtype)
+        out = ifft2((fft2(g.astype(cdtype, copy=False)) * ramps.conj()[:, None]).sum(axis=0))
+        return out.real if not xp.iscomplexobj(g) else out
+
+
+SHIFTS = {"bilinear": Bilinear, "fourier": Fourier}
 
 
 def fourier_shift(a, shift):

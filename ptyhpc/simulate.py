@@ -46,6 +46,11 @@ class SimConfig:
     energy_ev: float = 10000.0
     distance_m: float = 2.0
     detector_pixel_m: float = 75e-6
+    position_error: float = 0.0
+    """Random error of each recorded position: normal, this standard deviation per coordinate, pixels."""
+    position_drift: float = 0.0
+    """Drift of the recorded positions, linear in scan time (the position index): this many pixels by the last
+    position, in a direction drawn from the seed."""
     seed: int = 0
 
 
@@ -137,6 +142,19 @@ def make_scan(cfg: SimConfig, rng) -> np.ndarray:
     return pos
 
 
+def recorded_positions(cfg: SimConfig, scan: np.ndarray) -> np.ndarray:
+    """The positions a stage would have recorded for the true ``scan`` (POSI, 2): plus normal random errors of
+    ``position_error`` pixels per coordinate and a linear drift reaching ``position_drift`` pixels. Drawn from
+    their own generator (seed + 1), so the patterns do not change with the errors."""
+    if not (cfg.position_error or cfg.position_drift):
+        return scan
+    rng = np.random.default_rng([cfg.seed, 1])
+    angle = rng.uniform(0, 2 * np.pi)
+    t = np.linspace(0, 1, len(scan))[:, None]
+    drift = cfg.position_drift * t * np.array([np.sin(angle), np.cos(angle)])
+    return scan + rng.normal(0, cfg.position_error, scan.shape) + drift
+
+
 def simulate(cfg: SimConfig):
     """Return (patterns (POSI, N, N) float32 with zero frequency at [0, 0], scan, object, probe, mask)."""
     rng = np.random.default_rng(cfg.seed)
@@ -201,9 +219,10 @@ def write_cxi(out, cfg: SimConfig, patterns, scan, mask, block: int = 1024) -> N
 
 
 def write(out, cfg: SimConfig) -> str:
-    """Simulate and write ``out`` (CXI) and its ground truth; returns the truth's path."""
+    """Simulate and write ``out`` (CXI, with the recorded positions: see :func:`recorded_positions`) and its ground
+    truth (the true positions); returns the truth's path."""
     patterns, scan, obj, probe, mask = simulate(cfg)
-    write_cxi(out, cfg, patterns, scan, mask)
+    write_cxi(out, cfg, patterns, recorded_positions(cfg, scan), mask)
     wavelength = wavelength_from_ev(cfg.energy_ev)
     pixel = wavelength * cfg.distance_m / (cfg.probe_size * cfg.detector_pixel_m)
     truth = truth_path(out)

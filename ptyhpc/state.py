@@ -44,9 +44,15 @@ class LocalState:
         overflow or gaps, see ``Dataset.read_patterns``); None when there are none
     corner : (POSI, 2) int, host NumPy: integer top-left corner of each window in *tile* coordinates
     corner_xp : the same on the device (made once)
-    weights : (POSI, 4) real, bilinear weights of each position's fractional offset (see physics.split_scan)
+    weights : (POSI, 4 or 2) real, what ``shift`` needs of each position's fractional offset (bilinear weights,
+        or the offsets themselves)
+    shift : the sub-pixel shift operator of the probe (``physics.Bilinear`` or ``physics.Fourier``)
     indices : (POSI,) int, host NumPy: global index of each position (sorted)
     tile : this rank's Tile
+    scan : (POSI, 2) float64, host NumPy: the positions (window corners, global object pixels) in use; changed
+        only by :meth:`move`
+    steps : (POSI, 2) real or None: position steps proposed in the current epoch (position correction), or None
+        when the positions are not being corrected
     """
 
     obj: object
@@ -59,6 +65,9 @@ class LocalState:
     weights: object
     indices: np.ndarray
     tile: Tile
+    scan: np.ndarray
+    shift: type = physics.Bilinear
+    steps: object = None
 
     @property
     def xp(self):
@@ -77,14 +86,12 @@ class LocalState:
 
     @classmethod
     def create(cls, xp, dtype, tile: Tile, scan: np.ndarray, indices: np.ndarray, patterns, mask, probe, obj,
-               invalid=None):
+               invalid=None, shift=physics.Bilinear):
         """Build the state from host arrays. ``scan`` : (POSI, 2) global positions of *this rank's* patterns;
         ``obj`` : (H, W) this rank's tile of the initial object (host or device); ``invalid`` as the field."""
         real = np.finfo(np.dtype(dtype)).dtype
-        local = np.asarray(scan, dtype=np.float64) - np.asarray(tile.origin, dtype=np.float64)
-        corner, weights = physics.split_scan(local)
-        if len(corner) and (corner.min() < 0 or (corner + probe.shape[-1] > np.asarray(tile.shape)).any()):
-            raise ValueError("a probe window falls outside this rank's tile (partition bug)")
+        scan = np.array(scan, dtype=np.float64)
+        corner, frac = _split(scan, tile, probe.shape[-1])
         return cls(
             obj=xp.array(obj, dtype=dtype),  # copies: the algorithms update these in place
             probe=xp.array(probe, dtype=dtype),
@@ -93,7 +100,25 @@ class LocalState:
             invalid=None if invalid is None else xp.asarray(invalid, dtype=bool),
             corner=corner,
             corner_xp=xp.asarray(corner),
-            weights=xp.asarray(weights, dtype=real),
+            weights=xp.asarray(shift.weights(frac), dtype=real),
             indices=np.asarray(indices),
             tile=tile,
+            scan=scan,
+            shift=shift,
         )
+
+    def move(self, scan: np.ndarray) -> None:
+        """Use the positions ``scan`` (POSI, 2) global window corners (host) from now on."""
+        self.scan = np.array(scan, dtype=np.float64)
+        corner, frac = _split(self.scan, self.tile, self.n)
+        self.corner, self.corner_xp = corner, self.xp.asarray(corner)
+        self.weights = self.xp.asarray(self.shift.weights(frac), dtype=self.weights.dtype)
+
+
+def _split(scan: np.ndarray, tile: Tile, n: int):
+    """Corners (POSI, 2) int in tile coordinates and fractional offsets (POSI, 2) of the global positions ``scan``;
+    every window must lie in the tile."""
+    corner, frac = physics.split_scan(scan - np.asarray(tile.origin, dtype=np.float64))
+    if len(corner) and (corner.min() < 0 or (corner + n > np.asarray(tile.shape)).any()):
+        raise ValueError("a probe window falls outside this rank's tile (partition bug)")
+    return corner, frac

@@ -25,23 +25,26 @@ def pytest_collection_modifyitems(config, items):
 
 @functools.lru_cache(maxsize=None)
 def small_set(positions: int = 150, object_size: int = 192, photons: float = 1e6, seed: int = 0,
-              scan: str = "spiral"):
+              scan: str = "spiral", position_error: float = 0.0, position_drift: float = 0.0):
     """(SimConfig, patterns, scan, object, probe, mask) of a small set that reconstructs in seconds:
-    192^2 object, 64^2 probe (22 px spot), 150 positions."""
+    192^2 object, 64^2 probe (22 px spot), 150 positions; ``scan`` is the truth (see :func:`small_dataset` for
+    the recorded positions)."""
     from ptyhpc.simulate import SimConfig, simulate
 
     cfg = SimConfig(object_size=object_size, probe_size=64, positions=positions, probe_diameter=22,
-                    aperture_radius=8, photons=photons, seed=seed, scan=scan)
+                    aperture_radius=8, photons=photons, seed=seed, scan=scan, position_error=position_error,
+                    position_drift=position_drift)
     return (cfg,) + simulate(cfg)
 
 
 def small_dataset(**kw):
-    """A Dataset over small_set(**kw) plus the truth dict and the starting probe guess."""
+    """A Dataset over small_set(**kw) (with the recorded positions) plus the truth dict and the starting probe
+    guess."""
     from ptyhpc.io.dataset import from_arrays
-    from ptyhpc.simulate import initial_probe_guess
+    from ptyhpc.simulate import initial_probe_guess, recorded_positions
 
     cfg, patterns, scan, obj, probe, mask = small_set(**kw)
-    d = from_arrays(patterns, scan, mask=mask)
+    d = from_arrays(patterns, recorded_positions(cfg, scan), mask=mask)
     truth = {"object": obj, "probe": probe, "scan": scan}
     return d, truth, initial_probe_guess(cfg)
 

@@ -122,7 +122,7 @@ def test_a_checkpoint_of_another_scan_is_refused_on_every_rank(sim, tmp_path):
                             "--epochs", 3, "--resume", tmp_path / "a.checkpoint.h5"),
                        capture_output=True, text=True, timeout=90)
     assert r.returncode != 0
-    assert f"{tmp_path / 'a.checkpoint.h5'}: ptyhpc/scan_px: positions differ" in r.stderr
+    assert f"{tmp_path / 'a.checkpoint.h5'}: ptyhpc/recorded_scan_px: positions differ" in r.stderr
     assert not (tmp_path / "b.h5").exists()
 
 

@@ -6,7 +6,8 @@ from ..backend import array_module
 
 
 def batch_model(state, stack, b):
-    """Forward model of the positions of batch ``b`` (a ``state.Batch``).
+    """Forward model of the positions of batch ``b`` (a ``state.Batch``); ``stack`` is
+    ``state.shift.prepare(state.probe)``.
 
     Returns (corner, weights, probes, patches, farfield, predicted):
     corner (BATCH, 2) host int; weights (BATCH, 4); probes P_j (BATCH, MODES, N, N); patches O_j (BATCH, N, N);
@@ -14,7 +15,7 @@ def batch_model(state, stack, b):
     """
     corner = state.corner[b.host]
     weights = state.weights[b.device]
-    probes = physics.shifted_probes(stack, weights)
+    probes = state.shift.fwd(stack, weights)
     patches = physics.extract(state.obj, state.corner_xp[b.device], state.n)
     farfield = physics.fft2(probes * patches[:, None])
     return corner, weights, probes, patches, farfield, physics.intensity(farfield)
@@ -53,15 +54,15 @@ def complete_object_sums(comm, num, den):
     return num, den
 
 
-def probe_sums(weights, patches, chi, wide: bool = False):
-    """Probe numerator sum_j S_j^T(conj(O_j) chi_j) (MODES, N, N) and denominator sum_j S_j^T |O_j|^2 (1, N, N);
-    ``wide`` as in :func:`object_sums`."""
+def probe_sums(shift, weights, patches, chi, wide: bool = False):
+    """Probe numerator sum_j S_j^T(conj(O_j) chi_j) (MODES, N, N) and denominator sum_j S_j^T |O_j|^2 (1, N, N),
+    S_j the sub-pixel ``shift`` of position j; ``wide`` as in :func:`object_sums`."""
     g = patches.conj()[:, None] * chi
     o2 = (patches.real ** 2 + patches.imag ** 2)[:, None]
     if wide:
         xp = array_module(g)
         g, o2, weights = g.astype(xp.complex128), o2.astype(xp.float64), weights.astype(xp.float64)
-    return physics.shifted_probes_adjoint(g, weights), physics.shifted_probes_adjoint(o2, weights)
+    return shift.adj(g, weights), shift.adj(o2, weights)
 
 
 def clip_amplitude(obj, limit: float):

@@ -39,7 +39,7 @@ def init(state, comm, cfg, saved=None) -> DMState:
     if saved is not None:
         return DMState(psi=xp.asarray(saved["psi"], dtype=state.probe.dtype))
     psi = xp.empty((len(state.indices),) + state.probe.shape, dtype=state.probe.dtype)
-    stack = physics.probe_stack(state.probe)
+    stack = state.shift.prepare(state.probe)
     for b in batches_on(xp, [np.arange(i, min(i + cfg.batch, len(psi))) for i in range(0, len(psi), cfg.batch)]):
         _, _, probes, patches, _, _ = batch_model(state, stack, b)
         psi[b.device] = probes * patches[:, None]
@@ -52,7 +52,7 @@ def overlap_object(state, astate, comm, stack, chunks):
     num = xp.zeros(state.obj.shape, dtype=xp.complex128)
     den = xp.zeros(state.obj.shape, dtype=xp.float64)
     for b in chunks:
-        probes = physics.shifted_probes(stack, state.weights[b.device])
+        probes = state.shift.fwd(stack, state.weights[b.device])
         n, d = object_sums(state.obj.shape, state.corner[b.host], probes, astate.psi[b.device], xp, wide=True)
         num += n
         den += d
@@ -70,7 +70,7 @@ def overlap_probe(state, astate, comm, chunks):
     for b in chunks:
         bx = b.device
         patches = physics.extract(state.obj, state.corner_xp[bx], state.n)
-        n, d = probe_sums(state.weights[bx], patches, astate.psi[bx], wide=True)
+        n, d = probe_sums(state.shift, state.weights[bx], patches, astate.psi[bx], wide=True)
         num += n
         den += d
     num, den = comm.allreduce_many([num, den])
@@ -114,9 +114,9 @@ def power_bound_ratio(predicted, measured, mask, bound):
 def iterate(state, astate, comm, cfg, batches, update_probe=True):
     """One DM iteration over all of this rank's positions (``batches`` only bound the temporary memory)."""
     for _ in range(cfg.dm_inner):
-        stack = physics.probe_stack(state.probe)
+        stack = state.shift.prepare(state.probe)
         state.obj = clip_amplitude(overlap_object(state, astate, comm, stack, batches), cfg.object_clip)
         if update_probe:
             state.probe = overlap_probe(state, astate, comm, batches)
-    stack = physics.probe_stack(state.probe)
+    stack = state.shift.prepare(state.probe)
     return sum(exit_wave_update(state, astate, stack, b, cfg) for b in batches if len(b))

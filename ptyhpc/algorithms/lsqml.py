@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import physics
+from .. import physics, positions
 from ..backend import array_module, asnumpy
 from .common import batch_model, clip_amplitude, complete_object_sums, object_sums, probe_sums
 
@@ -70,7 +70,7 @@ def directions(state, comm, corner, weights, probes, patches, chi):
     """Eq. 24-25: object direction on the tile (H, W) and probe direction (MODES, N, N)."""
     o_num, o_den = complete_object_sums(comm, *object_sums(state.obj.shape, corner, probes, chi, state.xp))
     # the probe sums and the global maximum of the object denominator travel in one collective
-    p_num, p_den, o_max = comm.allreduce_many([*probe_sums(weights, patches, chi), o_den.max()],
+    p_num, p_den, o_max = comm.allreduce_many([*probe_sums(state.shift, weights, patches, chi), o_den.max()],
                                               op=("sum", "sum", "max"))
     d_obj = _divide(o_num, o_den, o_max, state.obj.dtype)
     return d_obj, _divide(p_num, p_den, p_den.max(), state.probe.dtype)
@@ -121,14 +121,16 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
     total = 0.0
     astate.steps = []
     for b in batches:
-        stack = physics.probe_stack(state.probe)
+        stack = state.shift.prepare(state.probe)
         corner, weights, probes, patches, farfield, predicted = batch_model(state, stack, b)
         measured, mask = state.patterns[b.device], state.mask_of(b.device)
         total = total + physics.cost(predicted, measured, mask, cfg.noise)
         chi = farfield_step(farfield, predicted, measured, mask, cfg.noise)
+        if state.steps is not None:  # position correction: this batch's steps, from the object before its update
+            state.steps[b.device] = positions.gradient_step(probes, state.shift.grad(stack, weights), patches, chi)
         d_obj, d_probe = directions(state, comm, corner, weights, probes, patches, chi)
         d_op = probes * physics.extract(d_obj, xp.asarray(corner), state.n)[:, None]
-        d_po = patches[:, None] * physics.shifted_probes(physics.probe_stack(d_probe), weights) if update_probe else None
+        d_po = patches[:, None] * state.shift.fwd(state.shift.prepare(d_probe), weights) if update_probe else None
         a_o, a_p = step_sizes(comm, chi, d_op, d_po)
         astate.steps.append((a_o, a_p))
         d_obj *= cfg.lsqml_beta * a_o  # in place: O + beta a_O dO without two tile-sized temporaries

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import physics
+from .. import physics, positions
 from ..partition import intersect
 from .common import batch_model, clip_amplitude, object_sums, probe_sums
 
@@ -95,7 +95,7 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
     total = 0.0
     for i, b in enumerate(batches, start=1):
         if len(b):
-            stack = physics.probe_stack(state.probe)
+            stack = state.shift.prepare(state.probe)
             corner, weights, probes, patches, farfield, predicted = batch_model(state, stack, b)
             measured, mask = state.patterns[b.device], state.mask_of(b.device)
             if cfg.noise == "gaussian":
@@ -105,12 +105,14 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
                 ratio = physics.modulus_ratio(predicted, measured, mask)
             total = total + misfit
             chi = exit_wave_update(farfield, ratio)
+            if state.steps is not None:  # position correction: this batch's steps, from the object before its update
+                state.steps[b.device] = positions.gradient_step(probes, state.shift.grad(stack, weights), patches, chi)
             # the object changes only inside the batch's bounding box: work there
             (y0, x0), (y1, x1) = corner.min(axis=0), corner.max(axis=0) + state.n
             box = (slice(y0, y1), slice(x0, x1))
             o_num, o_den = object_sums((y1 - y0, x1 - x0), corner - (y0, x0), probes, chi, state.xp)
             if update_probe:
-                p_num, p_den = probe_sums(weights, patches, chi)
+                p_num, p_den = probe_sums(state.shift, weights, patches, chi)
                 state.probe = probe_update(state.probe, p_num, p_den, cfg.beta)
                 astate.count += len(b)
             state.obj[box] = clip_amplitude(object_update(state.obj[box], o_num, o_den, cfg.alpha), cfg.object_clip)

@@ -31,10 +31,12 @@ from .h5 import open_file, parallel_available, runs
 
 
 def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=None, wavelength=None,
-                  distance=None, losses=(), comm=None, extra=None, checkpoint=None):
+                  distance=None, losses=(), comm=None, extra=None, checkpoint=None, recorded_scan=None):
     """Write a product file. Every rank of ``comm`` calls this with its own ``core`` (the object on
     ``core_box`` = (y0, y1, x0, x1), host array); ``probe`` (MODES, N, N), ``scan`` (POSI, 2) global corners and
     ``losses`` [(epoch, value)] are the same on all ranks. Serial use: ``comm=None``, the core is the whole object.
+    ``recorded_scan`` (POSI, 2): the positions as the input recorded them, when ``scan`` holds corrected ones
+    (``ptyhpc/recorded_scan_px``; default: ``scan``).
 
     ``checkpoint`` : optional dict ``attrs`` {name: scalar/str}, ``arrays`` {name: array, same on all ranks},
     ``rows`` {name: (indices, local)}: ``local`` (len(indices), ...) holds rows ``indices`` (sorted, this rank's
@@ -76,6 +78,8 @@ def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=Non
             f.create_dataset("loss_values", data=np.array([v for _, v in losses], dtype=np.float64))
             g = f.create_group("ptyhpc")
             g.create_dataset("scan_px", data=np.asarray(scan, dtype=np.float64))
+            g.create_dataset("recorded_scan_px", data=np.asarray(scan if recorded_scan is None else recorded_scan,
+                                                                 dtype=np.float64))
             g.attrs["probe_window"] = n
             for k, v in (extra or {}).items():
                 g.attrs[k] = v if isinstance(v, (int, float, str)) else json.dumps(v)
@@ -199,9 +203,19 @@ def initial_object(path, dataset) -> np.ndarray:
     return out
 
 
+def checkpoint_positions(path) -> np.ndarray | None:
+    """The positions in use (``ptyhpc/scan_px``, corrected ones included) of the checkpoint ``path``, or None
+    where there are none to read (:func:`read_checkpoint` then says what is wrong)."""
+    try:
+        with open_file(path, "r") as f:
+            return f["ptyhpc/scan_px"][()] if "ptyhpc/scan_px" in f else None
+    except OSError:
+        return None
+
+
 def read_checkpoint(path, dataset, box, indices, comm=None) -> dict:
     """This rank's part of the checkpoint ``path`` for a run on ``dataset``: object (the tile ``box`` = (y0, y1,
-    x0, x1), in the stored precision), probe (MODES, N, N), rows {name: the rows ``indices`` of each per-position
+    x0, x1), in the stored precision), probe (MODES, N, N), scan (POSI, 2) all positions in use, rows {name: the rows ``indices`` of each per-position
     dataset}, arrays {name: array} and attrs of the ``checkpoint`` group. Every rank of ``comm`` calls it."""
     from .dataset import InputError
     from .h5 import rows_of
@@ -215,20 +229,25 @@ def read_checkpoint(path, dataset, box, indices, comm=None) -> dict:
         for key in CHECKPOINT_ATTRS:
             if key not in f["checkpoint"].attrs:
                 raise InputError(path, f"checkpoint/@{key}", "missing: not a complete ptyhpc checkpoint")
-        scan = f["ptyhpc/scan_px"][()]
-        if scan.shape != dataset.scan.shape or not np.allclose(scan, dataset.scan, atol=1e-6):
-            raise InputError(path, "ptyhpc/scan_px", f"positions differ from those of {dataset.path}: a checkpoint "
-                             "of another scan?")
+        key = "ptyhpc/recorded_scan_px" if "ptyhpc/recorded_scan_px" in f else "ptyhpc/scan_px"
+        recorded = f[key][()]
+        if recorded.shape != dataset.scan.shape or not np.allclose(recorded, dataset.scan, atol=1e-6):
+            raise InputError(path, key, f"positions differ from those of {dataset.path}: a checkpoint of another "
+                                        "scan?")
+        if f["ptyhpc/scan_px"].shape != dataset.scan.shape:
+            raise InputError(path, "ptyhpc/scan_px", f"shape {f['ptyhpc/scan_px'].shape}, but {dataset.path} has "
+                                                     f"{dataset.scan.shape} positions")
         o = f["object"]
         if o.shape[-2:] != tuple(dataset.object_shape):
             raise InputError(path, "object", f"shape {o.shape[-2:]} is not the object shape "
                              f"{tuple(dataset.object_shape)} of {dataset.path}")
         y0, y1, x0, x1 = box
         out = {"object": o[0, y0:y1, x0:x1], "probe": f["probe"][()].reshape((-1, dataset.n, dataset.n)),
-               "attrs": dict(f["checkpoint"].attrs)}
+               "attrs": dict(f["checkpoint"].attrs), "scan": f["ptyhpc/scan_px"][()]}
         out["arrays"] = {k: v[()] for k, v in f["checkpoint"].items() if k != "rows"}
         out["rows"] = {k: rows_of(v, indices) for k, v in f["checkpoint/rows"].items()}
-    for key, value in [("object", out["object"]), ("probe", out["probe"])] + list(out["rows"].items()):
+    for key, value in [("object", out["object"]), ("probe", out["probe"]), ("ptyhpc/scan_px", out["scan"])] + list(
+            out["rows"].items()):
         if not np.isfinite(value).all():  # a checkpoint written before the non-finite check existed
             raise InputError(path, key, "holds NaN or Inf: the checkpoint of a diverged run")
     return out
@@ -237,4 +256,4 @@ def read_checkpoint(path, dataset, box, indices, comm=None) -> dict:
 CHECKPOINT_ATTRS = ("epoch", "algorithm")
 """Attributes of a checkpoint's ``checkpoint`` group that a resume needs."""
 CHECKPOINT_ARRAYS = ("epochs", "costs", "seconds")
-"""Datasets of the ``checkpoint`` group that a resume needs (the cost history)."""
+"""Datasets of the ``checkpoint`` group that a resume needs (the cost history); ``position_rms`` joins them in a run that corrects positions."""
