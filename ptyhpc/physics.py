@@ -125,6 +125,13 @@ class Bilinear:
         d_cols = xp.stack([-one_dy, -dy, one_dy, dy], axis=1)
         return xp.stack([shifted_probes(prepared, d_rows), shifted_probes(prepared, d_cols)])
 
+    @staticmethod
+    def grad_inner(prepared, weights, h):
+        """Re sum_k <dP_jk / d d_j, h_jk> for each position: (2, BATCH) real, rows then columns; ``h`` (BATCH,
+        MODES, N, N)."""
+        d = Bilinear.grad(prepared, weights)
+        return (d.conj() * h[None]).real.sum(axis=(2, 3, 4))
+
 
 class Fourier:
     """Exact (band-limited, periodic) sub-pixel shift of the probe: P_j = F^-1[F[P] R_j], R_j the phase ramp of the
@@ -157,6 +164,18 @@ class Fourier:
         k = (-2j * np.pi * xp.fft.fftfreq(n)).astype(prepared.dtype)
         shifted = prepared[None] * _ramps(offsets, n, prepared.dtype)[:, None]
         return xp.stack([ifft2(shifted * k[:, None]), ifft2(shifted * k[None, :])])
+
+    @staticmethod
+    def grad_inner(prepared, offsets, h):
+        """Re sum_k <dP_jk / d d_j, h_jk>: (2, BATCH) real, rows then columns, computed in Fourier space (the FFT
+        is unitary): dF[P_j]/dd = F[P] R_j (-2 pi i k), so the inner product is -2 pi sum k Im(conj(F[P_j]) F[h_j]):
+        one FFT of ``h`` instead of two inverse FFTs of the derivatives."""
+        xp = array_module(prepared)
+        n = prepared.shape[-1]
+        cross = (prepared[None] * _ramps(offsets, n, prepared.dtype)[:, None]).conj() * fft2(h)
+        im = cross.imag.sum(axis=1)  # (BATCH, N, N)
+        k = (-2 * np.pi * xp.fft.fftfreq(n)).astype(im.dtype)
+        return xp.stack([im.sum(axis=2) @ k, im.sum(axis=1) @ k])
 
     @staticmethod
     def adj(g, offsets):

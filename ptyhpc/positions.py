@@ -47,17 +47,18 @@ NEIGHBOURS = 8
 """Nearest positions over which the smooth part of the residual steps is averaged (and removed)."""
 
 
-def gradient_step(probes, d_probes, patches, chi):
+def gradient_step(shift, prepared, weights, probes, patches, chi):
     """The step of each position of a batch, object pixels, rows first.
 
-    probes : (BATCH, MODES, N, N) complex, shifted probes P_jk; d_probes : (2, BATCH, MODES, N, N) complex, their
-    derivatives along rows and columns (``shift.grad``); patches : (BATCH, N, N) complex, object windows O_j;
-    chi : (BATCH, MODES, N, N) complex, exit-wave updates psi'_jk - psi_jk -> (BATCH, 2) real (on the device).
+    shift : the sub-pixel shift operator, ``prepared`` = ``shift.prepare(probe)`` and ``weights`` (BATCH, ...) its
+    inputs; probes : (BATCH, MODES, N, N) complex, shifted probes P_jk; patches : (BATCH, N, N) complex, object
+    windows O_j; chi : (BATCH, MODES, N, N) complex, exit-wave updates psi'_jk - psi_jk -> (BATCH, 2) real (on the
+    device).
     """
     xp = array_module(patches)
+    nums = shift.grad_inner(prepared, weights, patches.conj()[:, None] * chi)  # Re <dP_j O_j, chi_j>
     steps = []
-    for axis, d in enumerate(d_probes):
-        num = (d.conj() * patches.conj()[:, None] * chi).real.sum(axis=(1, 2, 3))
+    for axis, num in enumerate(nums):
         g = probes * xp.gradient(patches, axis=axis + 1)[:, None]
         den = (g.real ** 2 + g.imag ** 2).sum(axis=(1, 2, 3))
         steps.append(GAIN * num / (den * (1 + DAMPING) + 1e-30))

@@ -11,6 +11,10 @@ then over rounds), the ratios to the fastest peer, and each NRMSE. Writes benchm
 Families: rPIE = ptyhpc rPIE (batch 16), Pty-chi rPIE (batch 32, as in ../shared/peers.md), PtyLab mPIE;
 LSQML = ptyhpc LSQML (batch 32), Pty-chi LSQML (batch 64, Gaussian). ptyhpc runs as 1 process with 2 threads
 (its FFTs on both cores, as the peers' 2 threads) and on 2 ranks of one thread each.
+positions: the same set with recorded positions 2 px (per coordinate, normal) random errors and a 4 px drift
+off the truth (``ptyhpc simulate --position-error 2 --position-drift 4``); ptyhpc rPIE and LSQML with
+``--correct-positions`` against Pty-chi's rPIE and LSQML with its position correction (defaults), both from epoch
+10 (ptyhpc's default start); each also scored for its positions (RMS error after the mean offset, pixels).
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import ROOT, product_attrs, ptyhpc, save  # noqa: E402
 
-from ptyhpc.compare import object_errors  # noqa: E402
+from ptyhpc.compare import object_errors, position_error  # noqa: E402
 from ptyhpc.io import load  # noqa: E402
 from ptyhpc.io.product import read_product  # noqa: E402
 
@@ -33,17 +37,22 @@ PEERS = os.path.join(ROOT, ".peers")
 THREADS = 2
 
 
-def run_ptyhpc(tmp, data, probe, algorithm, epochs, ranks):
-    out = os.path.join(tmp, f"ptyhpc_{algorithm}_{ranks}.h5")
+POSITION_START = 10
+"""The epoch position correction starts in, for ptyhpc (its default) and Pty-chi alike."""
+
+
+def run_ptyhpc(tmp, data, probe, algorithm, epochs, ranks, correct=False):
+    out = os.path.join(tmp, f"ptyhpc_{algorithm}_{ranks}{'_pc' if correct else ''}.h5")
     ptyhpc("reconstruct", data, "-o", out, "--algorithm", algorithm, "--epochs", epochs, "--probe", probe,
-           "--no-preview", "--quiet", ranks=ranks)
+           "--no-preview", "--quiet", *(["--correct-positions", "--set", f"position_start={POSITION_START}"]
+                                        if correct else []), ranks=ranks)
     r = read_product(out)
     return r["object"], r["scan"], product_attrs(out)["seconds_per_epoch"]
 
 
-def run_peer(tmp, name, problem, algorithm, batch):
+def run_peer(tmp, name, problem, algorithm, batch, correct=False):
     z = dict(np.load(problem))
-    z.update(algorithm=algorithm, batch=batch)
+    z.update(algorithm=algorithm, batch=batch, position_start=POSITION_START if correct else -1)
     prob = os.path.join(tmp, f"{name}_{algorithm}.npz")
     np.savez(prob, **z)
     res = os.path.join(tmp, f"{name}_{algorithm}_result.npz")
@@ -62,43 +71,62 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--families", nargs="+", default=["rpie", "lsqml"])
+    p.add_argument("--families", nargs="+", default=["rpie", "lsqml", "positions"],
+                   choices=["rpie", "lsqml", "positions"])
+    p.add_argument("--output", default="peers", help="name of the JSON record in benchmarks/ (default: peers)")
     args = p.parse_args()
     for name in ("ptychi", "ptylab"):
         if not os.path.exists(os.path.join(PEERS, name, "bin", "python")):
             sys.exit(f"{PEERS}/{name} is missing: run scripts/setup_peers.sh first")
     runs = {"rpie": [("ptyhpc", "rpie", 1), ("ptychi", "rpie", 32), ("ptyhpc", "rpie", 2), ("ptylab", "mpie", 0)],
-            "lsqml": [("ptyhpc", "lsqml", 1), ("ptychi", "lsqml", 64), ("ptyhpc", "lsqml", 2)]}
+            "lsqml": [("ptyhpc", "lsqml", 1), ("ptychi", "lsqml", 64), ("ptyhpc", "lsqml", 2)],
+            "positions": [("ptyhpc", "rpie", 1), ("ptychi", "rpie", 32), ("ptyhpc", "lsqml", 1),
+                          ("ptychi", "lsqml", 64)]}
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        data, probe = os.path.join(tmp, "sim.cxi"), os.path.join(tmp, "p0.npy")
-        ptyhpc("simulate", data, "--initial-probe", probe)
-        d = load(data)
-        truth = read_product(os.path.join(tmp, "sim_truth.h5"))
-        patterns = d.read_patterns(np.arange(d.count)).intensity
-        p0 = np.load(probe)
-        p0 = p0 * np.sqrt(patterns.sum(dtype=np.float64) / d.count / (abs(p0) ** 2).sum())
-        problem = os.path.join(tmp, "problem.npz")
-        np.savez(problem, patterns=np.fft.fftshift(patterns, axes=(-2, -1)), corners=d.scan,
-                 shape=np.array(d.object_shape), probe=p0, epochs=args.epochs, threads=THREADS,
-                 algorithm="", batch=0)
+        sets = {}
+
+        def problem_set(kind):
+            """(data, probe, problem, dataset, truth) of the standard set or its position-error twin."""
+            if kind in sets:
+                return sets[kind]
+            data, probe = os.path.join(tmp, f"{kind}.cxi"), os.path.join(tmp, f"{kind}_p0.npy")
+            errors = ["--position-error", 2, "--position-drift", 4] if kind == "positions" else []
+            ptyhpc("simulate", data, "--initial-probe", probe, *errors)
+            d = load(data)
+            truth = read_product(os.path.join(tmp, f"{kind}_truth.h5"))
+            patterns = d.read_patterns(np.arange(d.count)).intensity
+            p0 = np.load(probe)
+            p0 = p0 * np.sqrt(patterns.sum(dtype=np.float64) / d.count / (abs(p0) ** 2).sum())
+            problem = os.path.join(tmp, f"{kind}_problem.npz")
+            np.savez(problem, patterns=np.fft.fftshift(patterns, axes=(-2, -1)), corners=d.scan,
+                     shape=np.array(d.object_shape), probe=p0, epochs=args.epochs, threads=THREADS,
+                     algorithm="", batch=0)
+            sets[kind] = (data, probe, problem, d, truth)
+            return sets[kind]
+
         for rep in range(args.repeats):
             for family in args.families:
+                correct = family == "positions"
+                data, probe, problem, d, truth = problem_set("positions" if correct else "standard")
                 for name, algorithm, k in runs[family]:
                     label = f"{name} {algorithm}" + ((f" ({k} ranks)" if k > 1 else f" (1 process, {THREADS} threads)")
                                                      if name == "ptyhpc" else "")
+                    label += " + positions" if correct else ""
                     if name == "ptyhpc":
-                        obj, corners, seconds = run_ptyhpc(tmp, data, probe, algorithm, args.epochs, k)
+                        obj, corners, seconds = run_ptyhpc(tmp, data, probe, algorithm, args.epochs, k, correct)
                     else:
-                        obj, corners, seconds = run_peer(tmp, name, problem, algorithm, k)
+                        obj, corners, seconds = run_peer(tmp, name, problem, algorithm, k, correct)
                     e = object_errors(obj, corners, truth["object"], truth["scan"], d.n)
                     row = results.setdefault(label, {"family": family, "s_per_epoch": [], "nrmse": [],
-                                                     "nrmse_ramp": []})
+                                                     "nrmse_ramp": [], "position_error_px": []})
                     row["s_per_epoch"].append(float(np.median(seconds[1:])))
                     row["nrmse"].append(e["object_nrmse"])
                     row["nrmse_ramp"].append(e["object_nrmse_ramp"])
-                    print(f"  round {rep + 1}: {label:28s} {row['s_per_epoch'][-1]:.3f} s/epoch  "
-                          f"NRMSE {e['object_nrmse']:.4f} (ramp removed {e['object_nrmse_ramp']:.4f})", flush=True)
+                    row["position_error_px"].append(position_error(corners, truth["scan"]))
+                    print(f"  round {rep + 1}: {label:40s} {row['s_per_epoch'][-1]:.3f} s/epoch  "
+                          f"NRMSE {e['object_nrmse']:.4f} (ramp removed {e['object_nrmse_ramp']:.4f})  positions "
+                          f"{row['position_error_px'][-1]:.3f} px", flush=True)
     print(f"\n{args.epochs} epochs, default simulated set, {THREADS} cores; medians over {args.repeats} round(s)")
     for family in args.families:
         rows = {k: v for k, v in results.items() if v["family"] == family}
@@ -107,12 +135,14 @@ def main():
             v["median_nrmse"] = float(np.median(v["nrmse"]))
             v["median_nrmse_ramp"] = float(np.median(v["nrmse_ramp"]))
         fastest_peer = min(v["median_s_per_epoch"] for k, v in rows.items() if not k.startswith("ptyhpc"))
-        print(f"\n[{family}] {'run':28s} {'s/epoch':>8} {'/fastest peer':>14} {'NRMSE':>8} {'ramp removed':>13}")
+        print(f"\n[{family}] {'run':40s} {'s/epoch':>8} {'/fastest peer':>14} {'NRMSE':>8} {'ramp removed':>13} "
+              f"{'positions px':>13}")
         for k, v in rows.items():
             v["ratio_to_fastest_peer"] = v["median_s_per_epoch"] / fastest_peer
-            print(f"        {k:28s} {v['median_s_per_epoch']:8.3f} {v['ratio_to_fastest_peer']:14.2f} "
-                  f"{v['median_nrmse']:8.4f} {v['median_nrmse_ramp']:13.4f}")
-    save("peers", {"ranks": [1, 2], "epochs": args.epochs, "repeats": args.repeats, "threads": THREADS,
+            v["median_position_error_px"] = float(np.median(v["position_error_px"]))
+            print(f"        {k:40s} {v['median_s_per_epoch']:8.3f} {v['ratio_to_fastest_peer']:14.2f} "
+                  f"{v['median_nrmse']:8.4f} {v['median_nrmse_ramp']:13.4f} {v['median_position_error_px']:13.3f}")
+    save(args.output, {"families": args.families, "ranks": [1, 2], "epochs": args.epochs, "repeats": args.repeats, "threads": THREADS,
                    "results": results})
 
 

@@ -196,3 +196,16 @@ def test_cli_simulates_recorded_positions_and_compare_reports_their_error(tmp_pa
     before = position_error(load(data).scan, read_product(tmp_path / "s_truth.h5")["scan"])
     assert 1.3 < before < 1.8
     assert after < 0.3, (after, before)  # measured 0.199
+
+
+@pytest.mark.parametrize("shift", [physics.Bilinear, physics.Fourier])
+def test_grad_inner_is_the_inner_product_with_the_derivative(shift, xp):
+    """What the step uses (Fourier: computed in Fourier space) equals Re <dP_j, h_j> from ``grad``."""
+    rng = np.random.default_rng(4)
+    probe = _rand(xp, (2, 32, 32), rng)
+    w = shift.weights(xp.asarray(rng.uniform(0, 1, (3, 2)), dtype=np.float32))
+    h = _rand(xp, (3, 2, 32, 32), rng)
+    prepared = shift.prepare(probe)
+    direct = asnumpy((shift.grad(prepared, w).conj() * h[None]).real.sum(axis=(2, 3, 4)))
+    fast = asnumpy(shift.grad_inner(prepared, w, h))
+    assert np.abs(fast - direct).max() <= 1e-4 * np.abs(direct).max()

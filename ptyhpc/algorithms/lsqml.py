@@ -127,7 +127,8 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
         total = total + physics.cost(predicted, measured, mask, cfg.noise)
         chi = farfield_step(farfield, predicted, measured, mask, cfg.noise)
         if state.steps is not None:  # position correction: this batch's steps, from the object before its update
-            state.steps[b.device] = positions.gradient_step(probes, state.shift.grad(stack, weights), patches, chi)
+            step = positions.gradient_step(state.shift, stack, weights, probes, patches, chi)
+            state.steps[b.device] = step
         d_obj, d_probe = directions(state, comm, corner, weights, probes, patches, chi)
         d_op = probes * physics.extract(d_obj, xp.asarray(corner), state.n)[:, None]
         d_po = patches[:, None] * state.shift.fwd(state.shift.prepare(d_probe), weights) if update_probe else None

@@ -106,7 +106,8 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
             total = total + misfit
             chi = exit_wave_update(farfield, ratio)
             if state.steps is not None:  # position correction: this batch's steps, from the object before its update
-                state.steps[b.device] = positions.gradient_step(probes, state.shift.grad(stack, weights), patches, chi)
+                step = positions.gradient_step(state.shift, stack, weights, probes, patches, chi)
+                state.steps[b.device] = step
             # the object changes only inside the batch's bounding box: work there
             (y0, x0), (y1, x1) = corner.min(axis=0), corner.max(axis=0) + state.n
             box = (slice(y0, y1), slice(x0, x1))

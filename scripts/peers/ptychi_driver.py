@@ -2,8 +2,9 @@
 
 usage: python ptychi_driver.py PROBLEM.npz RESULT.npz
 PROBLEM: patterns (POSI, N, N) with the zero frequency centred, corners (POSI, 2) window corners (rows first),
-shape (H, W), probe (MODES, N, N) for an orthonormal FFT, algorithm 'rpie' | 'lsqml', epochs, batch, threads.
-RESULT: object (H, W), probe, seconds (per epoch).
+shape (H, W), probe (MODES, N, N) for an orthonormal FFT, algorithm 'rpie' | 'lsqml', epochs, batch, threads;
+optional position_start (>= 0: its position correction, defaults otherwise, from that epoch).
+RESULT: object (H, W), probe, seconds (per epoch), corners (POSI, 2) the positions it ends with.
 Conventions (../shared/peers.md): unnormalised FFT (probe / N), positions are probe centres relative to the
 object's pixel round(H/2) - 0.5, and torchvision is stubbed (only used for blurring random starts).
 """
@@ -39,7 +40,10 @@ options.reconstructor_options.batch_size = batch
 options.reconstructor_options.default_device = api.Devices.CPU
 options.object_options.optimizable = True
 options.probe_options.optimizable = True
-options.probe_position_options.optimizable = False
+start = int(z["position_start"]) if "position_start" in z.files else -1
+options.probe_position_options.optimizable = start >= 0
+if start >= 0:
+    options.probe_position_options.optimization_plan.start = start
 if algorithm == "lsqml":
     options.reconstructor_options.noise_model = api.NoiseModels.GAUSSIAN
 task = PtychographyTask(
@@ -57,4 +61,7 @@ for _ in range(epochs):
     seconds.append(time.perf_counter() - t0)
 obj = np.asarray(task.get_data_to_cpu("object", as_numpy=True)).reshape(h, w)
 probe = np.asarray(task.get_data_to_cpu("probe", as_numpy=True))
-np.savez(sys.argv[2], object=obj, probe=probe.reshape((-1, n, n)) * n, seconds=np.array(seconds))
+rows = np.asarray(task.get_probe_positions_y(as_numpy=True), dtype=np.float64)
+cols = np.asarray(task.get_probe_positions_x(as_numpy=True), dtype=np.float64)
+corners = np.stack([rows, cols], axis=1) - (n - 1) / 2 + (np.round(np.array([h, w]) / 2) - 0.5)
+np.savez(sys.argv[2], object=obj, probe=probe.reshape((-1, n, n)) * n, seconds=np.array(seconds), corners=corners)
