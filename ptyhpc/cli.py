@@ -29,7 +29,8 @@ def _simulate(args) -> int:
     cfg = SimConfig(object_size=args.object_size, probe_size=args.probe_size, positions=args.positions,
                     probe_diameter=args.probe_diameter, aperture_radius=args.aperture_radius, step=args.step,
                     scan=args.scan, photons=args.photons, bad_pixels=args.bad_pixels, seed=args.seed,
-                    position_error=args.position_error, position_drift=args.position_drift)
+                    position_error=args.position_error, position_drift=args.position_drift,
+                    probe_variation=args.probe_variation)
     truth = write(args.out, cfg)
     print(f"wrote {args.out} ({cfg.positions} patterns of {cfg.probe_size}x{cfg.probe_size}) and {truth}")
     if args.initial_probe:
@@ -68,6 +69,7 @@ def _config(args, stated=None) -> ReconConfig:
     cfg = ReconConfig(**(stated or {}))
     cfg = ReconConfig.from_toml(args.config, base=cfg) if args.config else cfg
     cfg = cfg.replace(algorithm=args.algorithm, epochs=args.epochs, probe_modes=args.probe_modes,
+                      opr_modes=args.opr_modes,
                       device=args.device, batch_size=args.batch_size, batching=args.batching, noise=args.noise,
                       precision=args.precision, seed=args.seed, correct_positions=args.correct_positions)
     for item in args.set or []:
@@ -92,8 +94,9 @@ def _load(args):
     """The input named on the command line, through Ptychodus' reader ``--reader`` if one is named."""
     from .io import load
 
-    return load(args.input, flip_translation=args.flip_translation, reader=args.reader, positions=args.positions,
-                positions_reader=args.positions_reader, crop=args.crop)
+    dataset = load(args.input, flip_translation=args.flip_translation, reader=args.reader,
+                   positions=args.positions, positions_reader=args.positions_reader, crop=args.crop)
+    return dataset.subset(args.subset) if args.subset else dataset
 
 
 def _check_outputs(args, dataset, ckpt, rank) -> None:
@@ -151,7 +154,8 @@ def _reconstruct(args) -> int:
 
             r = read_product(args.output)
             png = preview_path(args.output)
-            save_preview(png, r["object"], r["probe"], r["losses"], title=f"{cfg.algorithm}, {cfg.epochs} epochs")
+            save_preview(png, r["object"], r["probe"], r["losses"], title=f"{cfg.algorithm}, {cfg.epochs} epochs",
+                         opr_weights=r.get("opr_weights"))
             print(f"wrote {args.output} and {png}")
         else:
             print(f"wrote {args.output}")
@@ -244,6 +248,20 @@ def _compare(args) -> int:
     return 0
 
 
+def _frc(args) -> int:
+    from .compare import frc_files
+
+    r = frc_files(args.a, args.b)
+    if args.json:
+        print(json.dumps({k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in r.items()}))
+        return 0
+    where = f" = {r['resolution_m'] * 1e9:.1f} nm" if "resolution_m" in r else ""
+    print(f"FRC resolution  {r['resolution_px']:.2f} px{where}  (full period at the half-bit threshold)")
+    print(f"registration    B moved by ({r['shift_px'][0]:+.2f}, {r['shift_px'][1]:+.2f}) px onto A; region rows "
+          f"{r['region'][0]}:{r['region'][1]}, columns {r['region'][2]}:{r['region'][3]}")
+    return 0
+
+
 def _info(args) -> int:
     import h5py
 
@@ -281,6 +299,7 @@ def _reconstruct_options(r) -> list:
         add("--algorithm", choices=ALGORITHMS),
         add("--epochs", type=int),
         add("--probe-modes", type=int),
+        add("--opr-modes", type=int, metavar="K", help="K variable probe modes along the scan (OPR; rPIE, LSQML)"),
         add("--probe", help="initial probe: .npy (MODES, N, N) or a product file"),
         add("--object", help="initial object: .npy (H, W) or a product file of the same scan"),
         add("--config", help="TOML file with a [reconstruct] table"),
@@ -314,6 +333,8 @@ def _input_options(add) -> list:
         add("--positions", metavar="FILE", help="with --reader: the positions file (default: INPUT)"),
         add("--positions-reader", metavar="NAME", help="with --reader: Ptychodus' position reader (default: --reader)"),
         add("--crop", type=int, default=0, metavar="N", help="with --reader: N x N pixels around the beam centre"),
+        add("--subset", metavar="K/M", help="only the positions whose index is K modulo M ('even' = 0/2, 'odd' = "
+                                            "1/2), on the whole scan's object grid: two halves for ptyhpc frc"),
     ]
 
 
@@ -355,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the true ones")
     s.add_argument("--position-drift", type=float, default=0.0, metavar="PX",
                    help="linear drift of the recorded positions along the scan, pixels by its end")
+    s.add_argument("--probe-variation", type=float, default=0.0, metavar="F",
+                   help="the probe changes along the scan: defocus x (1 +- F), intensity x (1 +- F/2)")
     s.add_argument("--initial-probe", metavar="NPY", help="also write the usual starting probe guess here")
     s.set_defaults(run=_simulate)
 
@@ -369,6 +392,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("truth")
     c.add_argument("--json", action="store_true")
     c.set_defaults(run=_compare)
+
+    f = sub.add_parser("frc", help="Fourier ring correlation of two reconstructions of one scan (half-bit threshold)")
+    f.add_argument("a")
+    f.add_argument("b")
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(run=_frc)
 
     i = sub.add_parser("info", help="describe a supported file (input or product)")
     i.add_argument("input", metavar="FILE")

@@ -72,3 +72,95 @@ def compare_files(result, truth) -> dict:
     if r["losses"]:
         out["final_cost"] = r["losses"][-1][1]
     return out
+
+
+HALF_BIT = (0.2071, 1.9102, 1.2071, 0.9102)
+"""The half-bit threshold T(n) = (a + b / sqrt(n)) / (c + d / sqrt(n)) of a ring of n pixels (van Heel & Schatz,
+J. Struct. Biol. 151, 250, 2005): the correlation two halves of a data set reach where each carries half a bit of
+information."""
+
+
+def register(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``b`` (H, W) complex moved onto ``a``: the shift that maximises their cross-correlation (whole pixels, then a
+    parabola through the peak's neighbours for the sub-pixel part, applied as a Fourier shift), then the linear
+    phase ramp and the global complex factor of b / a removed. Returns (b moved, the shift (rows, cols) px)."""
+    from .physics import fourier_shift
+
+    fa, fb = np.fft.fft2(a - a.mean()), np.fft.fft2(b - b.mean())
+    xc = np.abs(np.fft.ifft2(fa * np.conj(fb)))
+    peak = np.array(np.unravel_index(np.argmax(xc), xc.shape))
+    shift = peak.astype(np.float64)
+    for axis, size in enumerate(xc.shape):
+        lo, hi = list(peak), list(peak)
+        lo[axis], hi[axis] = (peak[axis] - 1) % size, (peak[axis] + 1) % size
+        m, l, h = xc[tuple(peak)], xc[tuple(lo)], xc[tuple(hi)]
+        curvature = l - 2 * m + h
+        shift[axis] += 0.5 * (l - h) / curvature if curvature < 0 else 0.0
+    shape = np.array(xc.shape)
+    shift = (shift + shape / 2) % shape - shape / 2  # the shortest way round
+    moved = fourier_shift(b.astype(np.complex128), shift)
+    moved = moved * np.conj(phase_ramp(moved * np.conj(a)))
+    moved = moved * (np.vdot(moved, a) / max(np.vdot(moved, moved).real, 1e-300))
+    return moved, shift
+
+
+def frc(a: np.ndarray, b: np.ndarray) -> dict:
+    """Fourier ring correlation of two registered images (H, W) complex, over their largest centred square, edges
+    tapered (Hann over the outer eighth). Returns ``frequency`` (cycles per pixel, ring centres), ``frc``,
+    ``threshold`` (half-bit), and ``resolution_px``: the full period 1 / f at the first crossing of the threshold
+    (linear between rings), or 2 (the Nyquist period) when the curve never falls below it."""
+    side = min(a.shape)
+    crop = lambda z: z[(z.shape[0] - side) // 2:(z.shape[0] - side) // 2 + side,
+                       (z.shape[1] - side) // 2:(z.shape[1] - side) // 2 + side]
+    taper = np.ones(side)
+    edge = max(side // 8, 1)
+    ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(edge) + 0.5) / edge)
+    taper[:edge], taper[-edge:] = ramp, ramp[::-1]
+    window = taper[:, None] * taper[None, :]
+    fa, fb = (np.fft.fftshift(np.fft.fft2((crop(z) - crop(z).mean()) * window)) for z in (a, b))
+    k = np.arange(side) - side // 2
+    ring = np.rint(np.hypot(k[:, None], k[None, :])).astype(int).ravel()
+    rings = side // 2
+    keep = ring < rings
+    ring = ring[keep]
+    sums = lambda v: np.bincount(ring, v.ravel()[keep], minlength=rings)
+    cross = np.abs(sums((fa * np.conj(fb)).real) + 1j * sums((fa * np.conj(fb)).imag))
+    curve = cross / np.sqrt(sums(np.abs(fa) ** 2) * sums(np.abs(fb) ** 2) + 1e-300)
+    n = np.maximum(np.bincount(ring, minlength=rings), 1)
+    a0, b0, c0, d0 = HALF_BIT
+    threshold = (a0 + b0 / np.sqrt(n)) / (c0 + d0 / np.sqrt(n))
+    freq = np.arange(rings) / side
+    below = np.flatnonzero((curve < threshold) & (np.arange(rings) >= 1))
+    if len(below):
+        i = below[0]
+        g0, g1 = curve[i - 1] - threshold[i - 1], curve[i] - threshold[i]
+        f = freq[i - 1] + (freq[i] - freq[i - 1]) * g0 / (g0 - g1) if g0 > g1 else freq[i]
+        resolution = 1.0 / max(f, 1e-12)
+    else:
+        resolution = 2.0
+    return {"frequency": freq, "frc": curve, "threshold": threshold, "resolution_px": float(resolution)}
+
+
+def frc_files(a_path, b_path) -> dict:
+    """FRC of the objects of two product files of the same scan (e.g. from its odd and even positions): each
+    cropped to the rectangle both scans cover (their probe centres' span), B registered onto A (:func:`register`),
+    then :func:`frc`. Adds ``shift_px`` and ``pixel_size_m`` / ``resolution_m`` when the files have a pixel size."""
+    from .io.product import read_product
+
+    ra, rb = read_product(a_path), read_product(b_path)
+    n = ra["probe"].shape[-1]
+    boxes = [scanned_region(np.asarray(r["scan"]), n) for r in (ra, rb)]
+    y0, x0 = max(boxes[0][0], boxes[1][0]), max(boxes[0][2], boxes[1][2])
+    y1, x1 = min(boxes[0][1], boxes[1][1]), min(boxes[0][3], boxes[1][3])
+    if y1 - y0 < 16 or x1 - x0 < 16:
+        raise ValueError(f"{a_path} and {b_path} share no scanned region of 16 x 16 pixels: two scans?")
+    a, b = (np.asarray(r["object"])[y0:y1, x0:x1] for r in (ra, rb))
+    moved, shift = register(a, b)
+    out = frc(a, moved)
+    out["shift_px"] = shift.tolist()
+    out["region"] = [int(y0), int(y1), int(x0), int(x1)]
+    px = ra.get("pixel_size")
+    if px and px != 1.0:
+        out["pixel_size_m"] = float(px)
+        out["resolution_m"] = out["resolution_px"] * float(px)
+    return out

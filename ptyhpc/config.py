@@ -29,6 +29,9 @@ class ReconConfig:
     every tile holds an even share of each LSQML batch) or 'compact' (spatially compact groups, fixed)."""
     probe_modes: int = 1
     """Incoherent probe modes K (mixed state); extra modes start at 10 % power and are orthogonalised."""
+    opr_modes: int = 0
+    """Variable probe modes (orthogonal probe relaxation, ptyhpc.opr): the dominant probe mode may vary from
+    position to position along these many modes; 0 = one probe for the whole scan. rPIE and LSQML."""
     update_probe: bool = True
     """Refine the probe (from epoch ``probe_start``)."""
     probe_start: int = 0
@@ -88,6 +91,8 @@ class ReconConfig:
             (self.batch_size >= 0, f"batch_size must be >= 0, not {self.batch_size}"),
             (self.batching in BATCHINGS, f"batching must be one of {BATCHINGS}, not {self.batching!r}"),
             (self.probe_modes >= 1, f"probe_modes must be >= 1, not {self.probe_modes}"),
+            (self.opr_modes >= 0, f"opr_modes must be >= 0, not {self.opr_modes}"),
+            (not self.opr_modes or self.algorithm != "dm", "opr_modes needs algorithm 'rpie' or 'lsqml'"),
             (0 <= self.alpha <= 1, f"alpha must lie in [0, 1], not {self.alpha}"),
             (0 <= self.beta <= 1, f"beta must lie in [0, 1], not {self.beta}"),
             (self.noise in ("gaussian", "poisson"), f"noise must be 'gaussian' or 'poisson', not {self.noise!r}"),

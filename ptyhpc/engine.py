@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import physics, positions
+from . import opr, physics, positions
 from .algorithms import ALGORITHMS
 from .backend import DTYPES, asnumpy, describe, get_xp, limit_threads, synchronize
 from .comm import TileComm
@@ -136,6 +136,12 @@ class Reconstruction:
         self.state = LocalState.create(self.xp, dtype, tile, self.scan[idx], idx, patterns, dataset.mask,
                                        probe, tile_obj, invalid=measured.invalid, shift=physics.SHIFTS[cfg.shift])
         del measured, patterns
+        if cfg.opr_modes:  # a checkpoint's variable modes and weights when it has as many, else fresh ones
+            saved = ck is not None and ck["opr"] is not None and len(ck["opr"][0]) == cfg.opr_modes
+            modes, weights = ck["opr"] if saved else (opr.initial_modes(probe, cfg.opr_modes),
+                                                      opr.initial_weights(idx, dataset.count, cfg.opr_modes))
+            self.state.opr = self.xp.asarray(modes, dtype=dtype)
+            self.state.opr_weights = self.xp.asarray(weights, dtype=self.state.patterns.dtype)
         restore = same_modes and ck["attrs"]["algorithm"] == cfg.algorithm  # else the algorithm state starts afresh
         self.astate = self.algorithm.init(self.state, self.comm, cfg, saved=ck["rows"] if restore else None)
         self._order = None
@@ -206,8 +212,12 @@ class Reconstruction:
                 st.probe = physics.orthogonalize_modes(st.probe)
             if cfg.probe_power:
                 st.probe = st.probe * float(np.sqrt(self.mean_power / physics.probe_power(st.probe)))
-            cost, stop = self.comm.allreduce(np.array([float(local), float(self.stop_signal)]))  # one collective
+            w_sum = [] if st.opr is None else asnumpy(st.opr_weights.sum(axis=0, dtype=np.float64))
+            cost, stop, *w_sum = self.comm.allreduce(np.array([float(local), float(self.stop_signal), *w_sum]))
             cost /= self.dataset.count
+            if st.opr is not None:  # the mean weights into the main probe, the modes to unit norm
+                st.probe, st.opr, st.opr_weights = opr.recentre(st.probe, st.opr, st.opr_weights,
+                                                                np.asarray(w_sum) / self.dataset.count)
             if not np.isfinite(cost):  # the same on every rank: all stop here, before anything is written
                 raise Diverged(f"the cost became {cost} in epoch {self.epoch + 1} ({cfg.algorithm} diverged)")
             synchronize(self.xp)
@@ -252,6 +262,17 @@ class Reconstruction:
         if self.constraint is None:
             self.constraint = positions.Constraint(self.dataset.scan)
         return self.constraint.fit(self.scan - self.dataset.scan)
+
+    def gather_opr(self):
+        """(variable modes (C-1, N, N), weights of all positions (POSI, C-1)) on every rank (collective), or None
+        without OPR."""
+        st = self.state
+        if st.opr is None:
+            return None
+        weights = np.empty((self.dataset.count, st.opr.shape[0]), dtype=np.float64)
+        for idx, part in self.comm.allgather((st.indices, asnumpy(st.opr_weights))):
+            weights[idx] = part
+        return asnumpy(st.opr), weights
 
     def gather_scan(self) -> np.ndarray:
         """All positions in use (POSI, 2): the recorded ones, or the corrected ones."""
@@ -322,7 +343,7 @@ class Reconstruction:
         info.update({key: [r[key] for r in everyone] for key in mine})
         info.update(extra or {})
         write_product(path, shape=d.object_shape, core_box=self.state.tile.core, core=core,
-                      probe=probe, scan=self.gather_scan(), recorded_scan=d.scan, n=d.n, pixel_size=d.pixel_size,
+                      probe=probe, scan=self.gather_scan(), recorded_scan=d.scan, n=d.n, opr=self.gather_opr(), pixel_size=d.pixel_size,
                       wavelength=d.wavelength, distance=d.distance,
                       losses=list(zip(self.history.epochs, self.history.costs)), comm=self.mpi, extra=info,
                       checkpoint=checkpoint)

@@ -1,11 +1,12 @@
-"""PNG previews of a result: object amplitude and phase, probe modes, cost curve."""
+"""PNG previews of a result: object amplitude and phase, probe modes, cost curve (and OPR weights)."""
 from __future__ import annotations
 
 import numpy as np
 
 
-def save_preview(path, obj, probe, losses, title: str = "") -> None:
-    """Write one PNG: |O|, arg O, |P_k| for each mode (with its share of the power) and the cost per epoch."""
+def save_preview(path, obj, probe, losses, title: str = "", opr_weights=None) -> None:
+    """Write one PNG: |O|, arg O, |P_k| for each mode (with its share of the power), the cost per epoch and, given
+    ``opr_weights`` (POSI, C) of a varying probe, each variable mode's weight along the scan."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -13,7 +14,15 @@ def save_preview(path, obj, probe, losses, title: str = "") -> None:
 
     probe = np.asarray(probe).reshape((-1,) + np.shape(probe)[-2:])
     modes = len(probe)
-    fig, axes = plt.subplots(1, 3 + modes, figsize=(4 * (3 + modes), 4))
+    extra = opr_weights is not None
+    fig, axes = plt.subplots(1, 3 + modes + extra, figsize=(4 * (3 + modes + extra), 4))
+    if extra:
+        ax, axes = axes[-1], axes[:-1]
+        for c in range(1, np.shape(opr_weights)[1]):
+            ax.plot(np.asarray(opr_weights)[:, c], lw=0.8, label=f"mode {c}")
+        ax.set_xlabel("position (scan order)")
+        ax.set_title("variable probe weights")
+        ax.legend(fontsize=7)
     im = axes[0].imshow(np.abs(obj), cmap="gray")
     axes[0].set_title("object amplitude")
     fig.colorbar(im, ax=axes[0], shrink=0.8)

@@ -51,6 +51,10 @@ class SimConfig:
     position_drift: float = 0.0
     """Drift of the recorded positions, linear in scan time (the position index): this many pixels by the last
     position, in a direction drawn from the seed."""
+    probe_variation: float = 0.0
+    """A probe that changes along the scan (a fly scan's optics drifting): at scan time t in [0, 1] the defocus is
+    (1 + F (2t - 1)) times the nominal one and the intensity (1 + F sin(2 pi t) / 2) times; F = this value. The
+    truth's probe is the nominal one (t = 1/2)."""
     seed: int = 0
 
 
@@ -167,6 +171,10 @@ def simulate(cfg: SimConfig):
     ky = np.fft.fftfreq(n)[:, None]
     kx = np.fft.fftfreq(n)[None, :]
     for j, s in enumerate(scan):
+        if cfg.probe_variation:
+            t, f = j / max(len(scan) - 1, 1), cfg.probe_variation
+            varied = make_probe(n, cfg.probe_diameter, cfg.aperture_radius, cfg.photons, 1 + f * (2 * t - 1))
+            probe_ft = np.fft.fft2(varied[0].astype(np.complex128)) * np.sqrt(1 + f * np.sin(2 * np.pi * t) / 2)
         c = np.floor(s).astype(int)
         d = s - c
         shifted = np.fft.ifft2(probe_ft * np.exp(-2j * np.pi * (ky * d[0] + kx * d[1])))

@@ -53,6 +53,8 @@ class LocalState:
         only by :meth:`move`
     steps : (POSI, 2) real or None: position steps proposed in the current epoch (position correction), or None
         when the positions are not being corrected
+    opr : (C-1, N, N) complex or None: the variable probe modes V_c (OPR, see ptyhpc.opr), every rank all of them
+    opr_weights : (POSI, C-1) real or None: their weights at this rank's positions
     """
 
     obj: object
@@ -68,6 +70,8 @@ class LocalState:
     scan: np.ndarray
     shift: type = physics.Bilinear
     steps: object = None
+    opr: object = None
+    opr_weights: object = None
 
     @property
     def xp(self):
@@ -76,6 +80,13 @@ class LocalState:
     @property
     def n(self) -> int:
         return self.probe.shape[-1]
+
+    def prepared(self):
+        """``shift.prepare`` of the probe's modes, followed by the OPR modes when there are any (what
+        ``algorithms.common.batch_model`` shifts)."""
+        if self.opr is None:
+            return self.shift.prepare(self.probe)
+        return self.shift.prepare(self.xp.concatenate([self.probe, self.opr]))
 
     def mask_of(self, b):
         """The valid pixels of the positions ``b`` (local indices on the device): ``mask`` (N, N), or (BATCH, N,

@@ -65,7 +65,8 @@ def test_model_fit_recovers_drift_and_affine_map():
         assert np.abs(a - b).max() < 1e-9
 
 
-def test_constraint_keeps_drift_and_random_errors_and_drops_smooth_warps():
+def test_constraint_keeps_drift_and_random_errors_and_drops_smooth_warps(monkeypatch):
+    monkeypatch.setattr(positions, "DRIFT_GAIN", 1.0)  # the projections themselves (the gain: below)
     rng = np.random.default_rng(3)
     grid = np.stack(np.meshgrid(np.arange(25) * 10.0, np.arange(25) * 10.0, indexing="ij"), -1).reshape(-1, 2)
     recorded = rng.permutation(grid + rng.uniform(-2, 2, grid.shape))  # scan order unrelated to place
@@ -85,6 +86,8 @@ def test_constraint_keeps_drift_and_random_errors_and_drops_smooth_warps():
     # a raster's time is nearly its row: a drift there is mostly a shear, and nothing is amplified
     raster = positions.Constraint(grid + rng.uniform(-0.5, 0.5, grid.shape))
     assert positions.rms(positions.constrain(drift, raster, affine=False)) <= positions.rms(drift)
+    monkeypatch.setattr(positions, "DRIFT_GAIN", 2.0)
+    assert np.abs(positions.constrain(drift + scale, c, affine=True) - (2 * drift + scale)).max() < 0.1 * 3
 
 
 def _reconstruct(cfg, comm=None, **data):

@@ -1,24 +1,41 @@
 """Pieces shared by the algorithms: the far-field model of one batch and the object/probe sums."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from .. import physics
 from ..backend import array_module
 
 
-def batch_model(state, stack, b):
-    """Forward model of the positions of batch ``b`` (a ``state.Batch``); ``stack`` is
-    ``state.shift.prepare(state.probe)``.
+class BatchModel(NamedTuple):
+    """The forward model of one batch of positions j.
 
-    Returns (corner, weights, probes, patches, farfield, predicted):
-    corner (BATCH, 2) host int; weights (BATCH, 4); probes P_j (BATCH, MODES, N, N); patches O_j (BATCH, N, N);
-    farfield Psi (BATCH, MODES, N, N); predicted intensity (BATCH, N, N).
+    corner (BATCH, 2) host int; weights (BATCH, ...) the shift's weights; probes P_j (BATCH, MODES, N, N), shifted,
+    mode 0 with the position's variable part (OPR); patches O_j (BATCH, N, N); farfield Psi (BATCH, MODES, N, N);
+    predicted intensity (BATCH, N, N); variable (BATCH, C-1, N, N) the shifted OPR modes S_j V_c, or None.
     """
-    corner = state.corner[b.host]
+
+    corner: object
+    weights: object
+    probes: object
+    patches: object
+    farfield: object
+    predicted: object
+    variable: object = None
+
+
+def batch_model(state, stack, b) -> BatchModel:
+    """Forward model of the positions of batch ``b`` (a ``state.Batch``); ``stack`` is ``state.prepared()``."""
     weights = state.weights[b.device]
     probes = state.shift.fwd(stack, weights)
+    variable = None
+    if state.opr is not None:  # P_j0 = S_j (P_0 + sum_c w_jc V_c)
+        k = state.probe.shape[0]
+        probes, variable = probes[:, :k], probes[:, k:]
+        probes[:, 0] += (state.opr_weights[b.device][:, :, None, None] * variable).sum(axis=1)
     patches = physics.extract(state.obj, state.corner_xp[b.device], state.n)
     farfield = physics.fft2(probes * patches[:, None])
-    return corner, weights, probes, patches, farfield, physics.intensity(farfield)
+    return BatchModel(state.corner[b.host], weights, probes, patches, farfield, physics.intensity(farfield), variable)
 
 
 def object_sums(shape, corner, probes, chi, xp, wide: bool = False):

@@ -41,8 +41,8 @@ def init(state, comm, cfg, saved=None) -> DMState:
     psi = xp.empty((len(state.indices),) + state.probe.shape, dtype=state.probe.dtype)
     stack = state.shift.prepare(state.probe)
     for b in batches_on(xp, [np.arange(i, min(i + cfg.batch, len(psi))) for i in range(0, len(psi), cfg.batch)]):
-        _, _, probes, patches, _, _ = batch_model(state, stack, b)
-        psi[b.device] = probes * patches[:, None]
+        m = batch_model(state, stack, b)
+        psi[b.device] = m.probes * m.patches[:, None]
     return DMState(psi=psi)
 
 
@@ -80,7 +80,8 @@ def overlap_probe(state, astate, comm, chunks):
 def exit_wave_update(state, astate, stack, b, cfg):
     """psi <- psi + P_F(2 P O - psi) - P O for the positions ``b``; returns their misfit (of P O)."""
     bx = b.device
-    _, _, _, _, farfield, predicted = batch_model(state, stack, b)
+    m = batch_model(state, stack, b)
+    farfield, predicted = m.farfield, m.predicted
     measured, mask = state.patterns[bx], state.mask_of(bx)
     misfit = physics.cost(predicted, measured, mask, cfg.noise)
     psi = astate.psi[bx]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import physics, positions
+from .. import opr, physics, positions
 from ..backend import array_module, asnumpy
 from .common import batch_model, clip_amplitude, complete_object_sums, object_sums, probe_sums
 
@@ -121,19 +121,25 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
     total = 0.0
     astate.steps = []
     for b in batches:
-        stack = state.shift.prepare(state.probe)
-        corner, weights, probes, patches, farfield, predicted = batch_model(state, stack, b)
+        stack = state.prepared()
+        m = batch_model(state, stack, b)
+        corner, weights, probes, patches = m.corner, m.weights, m.probes, m.patches
         measured, mask = state.patterns[b.device], state.mask_of(b.device)
-        total = total + physics.cost(predicted, measured, mask, cfg.noise)
-        chi = farfield_step(farfield, predicted, measured, mask, cfg.noise)
+        total = total + physics.cost(m.predicted, measured, mask, cfg.noise)
+        chi = farfield_step(m.farfield, m.predicted, measured, mask, cfg.noise)
         if state.steps is not None:  # position correction: this batch's steps, from the object before its update
-            step = positions.gradient_step(state.shift, stack, weights, probes, patches, chi)
-            state.steps[b.device] = step
+            plain = stack if state.opr is None else state.shift.prepare(state.probe)
+            state.steps[b.device] = positions.gradient_step(state.shift, plain, weights, probes, patches, chi)
         d_obj, d_probe = directions(state, comm, corner, weights, probes, patches, chi)
         d_op = probes * physics.extract(d_obj, xp.asarray(corner), state.n)[:, None]
         d_po = patches[:, None] * state.shift.fwd(state.shift.prepare(d_probe), weights) if update_probe else None
         a_o, a_p = step_sizes(comm, chi, d_op, d_po)
         astate.steps.append((a_o, a_p))
+        if update_probe and state.opr is not None:
+            num, den = comm.allreduce_many(list(opr.mode_sums(state.shift, weights, patches, chi[:, 0],
+                                                              state.opr_weights[b.device])))
+            state.opr_weights[b.device] += cfg.lsqml_beta * opr.weight_step(m.variable, patches, chi[:, 0])
+            state.opr = state.opr + (cfg.lsqml_beta * a_p) * _divide(num, den, den.max(), state.opr.dtype)
         d_obj *= cfg.lsqml_beta * a_o  # in place: O + beta a_O dO without two tile-sized temporaries
         d_obj += state.obj
         state.obj = clip_amplitude(d_obj, cfg.object_clip)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import physics, positions
+from .. import opr, physics, positions
 from ..partition import intersect
 from .common import batch_model, clip_amplitude, object_sums, probe_sums
 
@@ -79,14 +79,17 @@ def reconcile_object(state, astate, comm):
 
 
 def reconcile_probe(state, astate, comm):
-    """Position-weighted average of the ranks' probes: the weighted sum and the position count in one
-    all-reduce."""
+    """Position-weighted average of the ranks' probes (and OPR modes): the weighted sum and the position count in
+    one all-reduce."""
     xp = state.xp
-    packed = comm.allreduce(xp.concatenate([(state.probe * astate.count).ravel(),
-                                            xp.asarray([astate.count], dtype=state.probe.dtype)]))
+    probe = state.probe if state.opr is None else xp.concatenate([state.probe, state.opr])
+    packed = comm.allreduce(xp.concatenate([(probe * astate.count).ravel(),
+                                            xp.asarray([astate.count], dtype=probe.dtype)]))
     total = packed[-1].real  # read on the device: no host round trip per batch
-    average = (packed[:-1] / xp.maximum(total, 1)).reshape(state.probe.shape)
-    state.probe = xp.where(total > 0, average, state.probe)  # no rank had a position: unchanged
+    average = (packed[:-1] / xp.maximum(total, 1)).reshape(probe.shape)
+    probe = xp.where(total > 0, average, probe)  # no rank had a position: unchanged
+    k = state.probe.shape[0]
+    state.probe, state.opr = (probe, None) if state.opr is None else (probe[:k], probe[k:])
     astate.count = 0
 
 
@@ -95,19 +98,20 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
     total = 0.0
     for i, b in enumerate(batches, start=1):
         if len(b):
-            stack = state.shift.prepare(state.probe)
-            corner, weights, probes, patches, farfield, predicted = batch_model(state, stack, b)
+            stack = state.prepared()
+            m = batch_model(state, stack, b)
+            corner, weights, probes, patches, farfield = m.corner, m.weights, m.probes, m.patches, m.farfield
             measured, mask = state.patterns[b.device], state.mask_of(b.device)
             if cfg.noise == "gaussian":
-                misfit, ratio = physics.fit_amplitude(predicted, measured, mask)
+                misfit, ratio = physics.fit_amplitude(m.predicted, measured, mask)
             else:
-                misfit = physics.cost(predicted, measured, mask, cfg.noise)
-                ratio = physics.modulus_ratio(predicted, measured, mask)
+                misfit = physics.cost(m.predicted, measured, mask, cfg.noise)
+                ratio = physics.modulus_ratio(m.predicted, measured, mask)
             total = total + misfit
             chi = exit_wave_update(farfield, ratio)
             if state.steps is not None:  # position correction: this batch's steps, from the object before its update
-                step = positions.gradient_step(state.shift, stack, weights, probes, patches, chi)
-                state.steps[b.device] = step
+                plain = stack if state.opr is None else state.shift.prepare(state.probe)
+                state.steps[b.device] = positions.gradient_step(state.shift, plain, weights, probes, patches, chi)
             # the object changes only inside the batch's bounding box: work there
             (y0, x0), (y1, x1) = corner.min(axis=0), corner.max(axis=0) + state.n
             box = (slice(y0, y1), slice(x0, x1))
@@ -115,6 +119,10 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
             if update_probe:
                 p_num, p_den = probe_sums(state.shift, weights, patches, chi)
                 state.probe = probe_update(state.probe, p_num, p_den, cfg.beta)
+                if state.opr is not None:
+                    v_num, v_den = opr.mode_sums(state.shift, weights, patches, chi[:, 0], state.opr_weights[b.device])
+                    state.opr_weights[b.device] += opr.weight_step(m.variable, patches, chi[:, 0])
+                    state.opr = probe_update(state.opr, v_num, v_den, cfg.beta)
                 astate.count += len(b)
             state.obj[box] = clip_amplitude(object_update(state.obj[box], o_num, o_den, cfg.alpha), cfg.object_clip)
             if astate.sums is not None:

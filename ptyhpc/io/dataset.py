@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -131,6 +131,25 @@ class Dataset:
             invalid = np.zeros(out.shape, dtype=bool) if invalid is None else invalid
             invalid[dead] = True
         return Patterns(out, invalid, marker, dead)
+
+    def subset(self, spec: str) -> "Dataset":
+        """The positions whose index is K modulo M (``spec`` 'K/M', 'even' = '0/2', 'odd' = '1/2'), on this scan's
+        object grid (same shape and frame: reconstructions of two subsets overlay pixel for pixel)."""
+        k, m = {"even": (0, 2), "odd": (1, 2)}.get(spec, (None, None))
+        if k is None:
+            try:
+                k, m = (int(v) for v in spec.split("/"))
+            except ValueError:
+                raise ValueError(f"--subset {spec}: expected K/M, 'even' or 'odd'") from None
+        if not (m >= 1 and 0 <= k < m):
+            raise ValueError(f"--subset {spec}: needs M >= 1 and 0 <= K < M")
+        keep = np.arange(k, self.count, m)
+        if len(keep) == 0:
+            raise InputError(self.path, self.patterns_dataset, f"--subset {spec} leaves no position of {self.count}")
+        read = self.reader
+        return replace(self, count=len(keep), scan=self.scan[keep],
+                       reader=lambda indices, comm=None, block=BLOCK: read(keep[indices], comm, block=block),
+                       patterns_read=0, bytes_read=0)
 
     def _check(self, block, indices) -> None:
         """Refuse NaN, Inf and negative intensities in ``block`` (rows ``indices``), naming the first pattern."""

@@ -31,12 +31,15 @@ from .h5 import open_file, parallel_available, runs
 
 
 def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=None, wavelength=None,
-                  distance=None, losses=(), comm=None, extra=None, checkpoint=None, recorded_scan=None):
+                  distance=None, losses=(), comm=None, extra=None, checkpoint=None, recorded_scan=None, opr=None):
     """Write a product file. Every rank of ``comm`` calls this with its own ``core`` (the object on
     ``core_box`` = (y0, y1, x0, x1), host array); ``probe`` (MODES, N, N), ``scan`` (POSI, 2) global corners and
     ``losses`` [(epoch, value)] are the same on all ranks. Serial use: ``comm=None``, the core is the whole object.
     ``recorded_scan`` (POSI, 2): the positions as the input recorded them, when ``scan`` holds corrected ones
-    (``ptyhpc/recorded_scan_px``; default: ``scan``).
+    (``ptyhpc/recorded_scan_px``; default: ``scan``). ``opr``: (variable modes (C-1, N, N), weights (POSI, C-1)) of
+    orthogonal probe relaxation, the same on all ranks: stored as Ptychodus stores them, ``probe`` (C, MODES, N, N)
+    whose [0] is the main probe and [c] holds mode c in its first incoherent mode, and ``opr_weights`` (POSI, C)
+    whose column 0 is 1.
 
     ``checkpoint`` : optional dict ``attrs`` {name: scalar/str}, ``arrays`` {name: array, same on all ranks},
     ``rows`` {name: (indices, local)}: ``local`` (len(indices), ...) holds rows ``indices`` (sorted, this rank's
@@ -68,7 +71,14 @@ def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=Non
             f.create_dataset("probe_position_indexes", data=np.arange(len(scan)))
             f.create_dataset("probe_position_x_m", data=centres[:, 1])
             f.create_dataset("probe_position_y_m", data=centres[:, 0])
-            p = f.create_dataset("probe", data=np.asarray(probe)[None].astype(np.complex64))
+            stored = np.asarray(probe)[None]
+            if opr is not None:
+                modes, weights = opr
+                variable = np.zeros((len(modes),) + stored.shape[1:], dtype=stored.dtype)
+                variable[:, 0] = modes
+                stored = np.concatenate([stored, variable])
+                f.create_dataset("opr_weights", data=np.concatenate([np.ones((len(weights), 1)), weights], axis=1))
+            p = f.create_dataset("probe", data=stored.astype(np.complex64))
             p.attrs.update({"pixel_width_m": px, "pixel_height_m": px})
             o = f.create_dataset("object", shape=(1,) + tuple(shape), dtype=odtype)
             o.attrs.update({"center_x_m": 0.0, "center_y_m": 0.0, "pixel_width_m": px, "pixel_height_m": px})
@@ -150,7 +160,8 @@ def read_product(path) -> dict:
     """A product file (ours or Ptychodus') as a dict: object (H, W) (a layered object's layers multiplied: its
     projection), probe (MODES, N, N) (OPR modes combined at their mean weights), scan (POSI, 2) corners in
     object pixels (placed as Ptychodus places positions, object centre included), pixel_size, losses [(epoch,
-    value)], attrs (the ptyhpc group's attributes; empty for a file ptyhpc did not write)."""
+    value)], attrs (the ptyhpc group's attributes; empty for a file ptyhpc did not write), opr_weights (POSI, C) or
+    None."""
     from .dataset import InputError
     from .ptychodus import corners_from_positions, product_probe
 
@@ -161,7 +172,8 @@ def read_product(path) -> dict:
         o = f["object"]
         obj = o[()]
         obj = np.prod(obj, axis=0) if obj.ndim == 3 else obj.reshape(obj.shape[-2:])
-        probe = product_probe(path, f["probe"][()], f["opr_weights"][()] if "opr_weights" in f else None)
+        weights = f["opr_weights"][()] if "opr_weights" in f else None
+        probe = product_probe(path, f["probe"][()], weights)
         n = probe.shape[-1]
         px = float(o.attrs.get("pixel_width_m", 1.0))
         center = (float(o.attrs.get("center_x_m", 0.0)), float(o.attrs.get("center_y_m", 0.0)))
@@ -171,7 +183,7 @@ def read_product(path) -> dict:
         epochs = f["loss_epochs"][()] if "loss_epochs" in f else np.arange(0)
         values = f["loss_values"][()] if "loss_values" in f else np.arange(0)
     return {"object": obj, "probe": probe, "scan": scan, "pixel_size": px,
-            "losses": list(zip(epochs.tolist(), values.tolist())), "attrs": attrs}
+            "losses": list(zip(epochs.tolist(), values.tolist())), "attrs": attrs, "opr_weights": weights}
 
 
 def initial_object(path, dataset) -> np.ndarray:
@@ -242,7 +254,12 @@ def read_checkpoint(path, dataset, box, indices, comm=None) -> dict:
             raise InputError(path, "object", f"shape {o.shape[-2:]} is not the object shape "
                              f"{tuple(dataset.object_shape)} of {dataset.path}")
         y0, y1, x0, x1 = box
-        out = {"object": o[0, y0:y1, x0:x1], "probe": f["probe"][()].reshape((-1, dataset.n, dataset.n)),
+        stored = f["probe"][()]
+        stored = stored.reshape((1,) * (4 - stored.ndim) + stored.shape[-3:]) if stored.ndim < 4 else stored
+        opr = None
+        if len(stored) > 1 and "opr_weights" in f:  # (main probe, variable modes, this rank's weights)
+            opr = (stored[1:, 0], f["opr_weights"][()][np.asarray(indices)][:, 1:])
+        out = {"object": o[0, y0:y1, x0:x1], "probe": stored[0], "opr": opr,
                "attrs": dict(f["checkpoint"].attrs), "scan": f["ptyhpc/scan_px"][()]}
         out["arrays"] = {k: v[()] for k, v in f["checkpoint"].items() if k != "rows"}
         out["rows"] = {k: rows_of(v, indices) for k, v in f["checkpoint/rows"].items()}
