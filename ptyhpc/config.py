@@ -73,8 +73,9 @@ class ReconConfig:
     position_affine: bool = False
     """Let the corrections change the scan's affine geometry (scale, rotation, shear) as well. Off, the affine part
     of the corrections is removed every epoch: random errors and drifts that are not affine are corrected, the
-    recorded geometry is kept on average. On the standard set the free geometry crept (0.5 % in scale in 100
-    epochs, scripts/bench_positions.py): switch it on when the stage's scale or rotation is known to be off."""
+    recorded geometry is kept on average. Free, the geometry creeps in scale on the standard set (the scale and
+    defocus ambiguity; ``scripts/bench_positions.py --set position_affine=true`` prints it): switch it on when the
+    stage's scale or rotation is known to be off."""
     device: str = "auto"
     """'auto' (the GPU when CuPy finds a usable one, else the CPU), 'gpu' (an error without one) or 'cpu'."""
     precision: str = "complex64"

@@ -25,10 +25,9 @@ DAMPING = 0.1
 """Of the weights' Gauss-Newton step, relative to its curvature (as in ptyhpc.positions)."""
 WEIGHT_GAIN = 0.2
 """Multiplies the weights' step: the same chi also moves the object, the probe and the modes, so a full step
-counts the residual several times over. Small set (64 px probe, 150 positions), 100 epochs, 3 modes: with 0.2,
-object NRMSE 0.042 / 0.033 (LSQML / rPIE) against 0.086 / 0.077 without OPR on a probe varying by F = 0.3, and
-0.0328 / 0.0277 against 0.0324 / 0.0280 on a constant probe; 0.5 and 1 overshoot on the constant probe (0.084 /
-0.044 at 0.5)."""
+counts the residual several times over. With 0.2 OPR follows a varying probe and costs nothing on a constant one
+(tests/test_opr.py states the figures); in development runs 0.5 and 1 overshot on a constant probe (the object
+error more than doubled with LSQML)."""
 
 
 def initial_weights(indices: np.ndarray, count: int, modes: int) -> np.ndarray:

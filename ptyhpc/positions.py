@@ -11,21 +11,21 @@ derivatives differ by a translation of the exit wave, which the detector does no
 
     delta_j = GAIN Re sum_k <g_jk, chi_jk> / ((1 + DAMPING) sum_k ||P_jk dO_j||^2)
 
-Measured on the standard set (scripts/bench_positions.py records the figures): started from the true object,
-probe and positions, 20 epochs of correction with the object gradient in numerator and denominator moved the
-positions 0.35 px RMS off the truth with the bilinear shift and 0.14 px with the exact (Fourier) one; the model's
-own derivative in the numerator is what leaves no bias, which is why position correction runs on the Fourier
-shift (``subpixel = "auto"``).
+With the object's gradient in the numerator too, and with the bilinear shift, positions started at the truth
+(true object and probe) drifted off it by a good fraction of a pixel in 20 epochs during development; the model's
+own derivative of the exact (Fourier) shift leaves them there, which is why position correction runs on the
+Fourier shift (``subpixel = "auto"``).
 
-**The constraint**, once per epoch over all positions (:func:`constrain`). The steps are split into a model part
-and a residual. The model is the scan's systematic error: a linear drift in time (the position index) and an
-affine map of the recorded positions (shift, scale, rotation, shear: PtychoShelves' and Tike's geometry model),
-fitted to the steps by least squares; its constant part is dropped (the mean position is degenerate with the
-object's position) and so is its affine part unless ``position_affine``. The residual is the random error of each
-position; its part that varies smoothly over the scan (the mean over each position's nearest neighbours) is
+**The constraint**, once per epoch over all positions (:func:`constrain`). The steps are split, by least-squares
+projections, into the scan's systematic error and a residual. The systematic part is a linear drift in time (the
+position index; kept, times ``DRIFT_GAIN``) and an affine map of the recorded positions (shift, scale, rotation,
+shear: PtychoShelves' and Tike's geometry model); the shift is dropped (the mean position is degenerate with the
+object's position) and so is the rest of the map unless ``position_affine``. The residual is the random error of
+each position; its part that varies smoothly over the scan (the mean over each position's nearest neighbours) is
 dropped: a smooth warp of the positions together with the object fits the data almost as well as none, so the data
-cannot tell it and the positions would wander along it (0.28 px RMS over 100 epochs from error-free positions
-without this filter). What remains is corrected position by position.
+cannot tell it and the positions would wander along it (from error-free positions they did, by about a quarter
+of a pixel over 100 epochs, without this filter; with it, scripts/bench_positions.py's "true corrected" run
+measures what is left). What remains is corrected position by position.
 """
 from __future__ import annotations
 
@@ -40,14 +40,13 @@ DAMPING = 0.1
 0) does not move on noise."""
 GAIN = 2.0
 """Multiplies the Gauss-Newton step. chi comes from a modulus projection, which returns only part of the exit-wave
-change a shift makes (the phase part it leaves alone), so the plain step falls short: over 100 epochs on two
-standard sets with 2 px random errors and a 4 px drift, gains 1, 2 and 3 left rPIE 0.58/0.54, 0.46/0.44 and
--/0.42 px RMS position error (sets 0/1, before the smooth-warp filter)."""
+change a shift makes (the phase part it leaves alone), so the plain step falls short: on the standard set with
+errors, gains of 2 and 3 ended 100 epochs with about a fifth less position error than 1 (development runs)."""
 DRIFT_GAIN = 2.0
 """Multiplies the steps' projection on the drift in time: estimated from all positions at once it is far less
-noisy than one position's step, and a drift is a smooth warp, which the steps alone correct slowly. Standard set,
-rPIE, 100 epochs: gains 1, 1.5, 2 left 0.435, 0.411, 0.402 px RMS (set 0); a gain of 6 on the whole systematic
-part of the steps oscillated."""
+noisy than one position's step, and a drift is a smooth warp, which the steps alone correct slowly (development
+runs on the standard set: a gain of 2 left about 8 % less position error than 1 after 100 epochs; a gain of 6 on
+the whole systematic part oscillated)."""
 NEIGHBOURS = 8
 """Nearest positions over which the smooth part of the residual steps is averaged (and removed)."""
 

@@ -4,6 +4,12 @@ object NRMSE in the rectangle spanned by the scan centres after removing a globa
 linear phase ramp (the metric of ../shared/peers.md), plus the probe NRMSE. Targets: rPIE <= 0.05, LSQML <= 0.06,
 DM <= 0.10. Also DM's error every 10 iterations up to 60 (one rank, in process), which shows where it turns.
 Writes benchmarks/accuracy.json.
+
+``--family``: the defaults beyond one set. A family of simulated scans, every combination of a 64 px (22 px spot)
+and a 128 px (44 px spot) probe, 60 % and 80 % overlap (step = (1 - overlap) x spot diameter), 1e5 and 1e7
+photons per pattern (400 positions, object sized to hold them, the scan seed varying), each reconstructed by
+ptyhpc's rPIE with its defaults and by Pty-chi's rPIE (batch 32, as in bench_peers.py) for the same epochs from
+the same start; same scoring (object NRMSE, ramp removed). Writes benchmarks/accuracy_family.json.
 """
 from __future__ import annotations
 
@@ -21,7 +27,10 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--ranks", type=int, default=2)
+    p.add_argument("--family", action="store_true", help="the family of sets against Pty-chi (see above)")
     args = p.parse_args()
+    if args.family:
+        return family(args.epochs)
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         data, probe = os.path.join(tmp, "sim.cxi"), os.path.join(tmp, "p0.npy")
@@ -38,6 +47,44 @@ def main():
                   f"{e['final_cost']:.4g} ({costs['epochs']} epochs, {args.ranks} ranks)", flush=True)
         trajectory = dm_trajectory(data, probe, os.path.join(tmp, "sim_truth.h5"))
     save("accuracy", {"ranks": [args.ranks], "epochs": args.epochs, "results": rows, "dm_trajectory": trajectory})
+
+
+def family(epochs: int) -> None:
+    import math
+
+    import numpy as np
+
+    from bench_peers import run_peer, run_ptyhpc, simulated_problem
+
+    from ptyhpc.compare import object_errors
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed, (n, overlap, photons) in enumerate((n, o, ph) for n in (64, 128) for o in (0.6, 0.8)
+                                                     for ph in (1e5, 1e7)):
+            spot = 22.0 if n == 64 else 44.0
+            step = (1 - overlap) * spot
+            positions = 400
+            size = int(math.ceil(1.1 * step * math.sqrt(positions))) + n + 8
+            name = f"n{n}_o{int(overlap * 100)}_p{photons:.0e}"
+            data, probe, problem, d, truth = simulated_problem(tmp, name, [
+                "--probe-size", n, "--probe-diameter", spot, "--aperture-radius", n / 8, "--object-size", size,
+                "--positions", positions, "--step", step, "--photons", photons, "--seed", seed], epochs)
+            row = {"set": name, "probe_px": n, "overlap": overlap, "photons": photons, "object_px": size}
+            for who in ("ptyhpc", "ptychi"):
+                if who == "ptyhpc":
+                    obj, corners, _ = run_ptyhpc(tmp, data, probe, "rpie", epochs, 1)
+                else:
+                    obj, corners, _ = run_peer(tmp, "ptychi", problem, "rpie", 32)
+                row[who] = object_errors(obj, corners, truth["object"], truth["scan"], d.n)["object_nrmse_ramp"]
+            row["ratio"] = row["ptyhpc"] / row["ptychi"]
+            rows.append(row)
+            print(f"{name:18s} object {size:4d} px  ptyhpc rPIE {row['ptyhpc']:.4f}  Pty-chi rPIE {row['ptychi']:.4f}"
+                  f"  ratio {row['ratio']:.2f}", flush=True)
+    failed = [r["set"] for r in rows if not np.isfinite(r["ptychi"])]
+    print(f"ptyhpc no worse than Pty-chi on {sum(r['ratio'] <= 1 for r in rows)} of {len(rows)} sets; Pty-chi's "
+          f"result not finite on {failed or 'none'}")
+    save("accuracy_family", {"ranks": [1], "epochs": epochs, "results": rows})
 
 
 def dm_trajectory(data, probe, truth_path, step=10, total=60):

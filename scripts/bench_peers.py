@@ -67,6 +67,22 @@ def run_peer(tmp, name, problem, algorithm, batch, correct=False):
     return out["object"], corners, out["seconds"].tolist()
 
 
+def simulated_problem(tmp, name, simulate_args, epochs):
+    """Simulate a set (``ptyhpc simulate`` with ``simulate_args``) and export it for the peers' drivers: returns
+    (data, probe, problem, dataset, truth); the starting probe scaled to the mean measured intensity."""
+    data, probe = os.path.join(tmp, f"{name}.cxi"), os.path.join(tmp, f"{name}_p0.npy")
+    ptyhpc("simulate", data, "--initial-probe", probe, *simulate_args)
+    d = load(data)
+    truth = read_product(os.path.join(tmp, f"{name}_truth.h5"))
+    patterns = d.read_patterns(np.arange(d.count)).intensity
+    p0 = np.load(probe)
+    p0 = p0 * np.sqrt(patterns.sum(dtype=np.float64) / d.count / (abs(p0) ** 2).sum())
+    problem = os.path.join(tmp, f"{name}_problem.npz")
+    np.savez(problem, patterns=np.fft.fftshift(patterns, axes=(-2, -1)), corners=d.scan,
+             shape=np.array(d.object_shape), probe=p0, epochs=epochs, threads=THREADS, algorithm="", batch=0)
+    return data, probe, problem, d, truth
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=50)
@@ -88,21 +104,9 @@ def main():
 
         def problem_set(kind):
             """(data, probe, problem, dataset, truth) of the standard set or its position-error twin."""
-            if kind in sets:
-                return sets[kind]
-            data, probe = os.path.join(tmp, f"{kind}.cxi"), os.path.join(tmp, f"{kind}_p0.npy")
-            errors = ["--position-error", 2, "--position-drift", 4] if kind == "positions" else []
-            ptyhpc("simulate", data, "--initial-probe", probe, *errors)
-            d = load(data)
-            truth = read_product(os.path.join(tmp, f"{kind}_truth.h5"))
-            patterns = d.read_patterns(np.arange(d.count)).intensity
-            p0 = np.load(probe)
-            p0 = p0 * np.sqrt(patterns.sum(dtype=np.float64) / d.count / (abs(p0) ** 2).sum())
-            problem = os.path.join(tmp, f"{kind}_problem.npz")
-            np.savez(problem, patterns=np.fft.fftshift(patterns, axes=(-2, -1)), corners=d.scan,
-                     shape=np.array(d.object_shape), probe=p0, epochs=args.epochs, threads=THREADS,
-                     algorithm="", batch=0)
-            sets[kind] = (data, probe, problem, d, truth)
+            if kind not in sets:
+                errors = ["--position-error", 2, "--position-drift", 4] if kind == "positions" else []
+                sets[kind] = simulated_problem(tmp, kind, errors, args.epochs)
             return sets[kind]
 
         for rep in range(args.repeats):

@@ -12,7 +12,9 @@ from the usual starting probe, 1 process:
 
 Prints and records (benchmarks/positions.json) the object NRMSE (ramp removed, ptyhpc.compare.object_errors), its
 ratio to ``true``, the RMS position error after the mean offset (ptyhpc.compare.position_error) and the seconds
-per epoch (median of epochs 2..E). ``--seeds`` repeats it on independently simulated sets.
+per epoch (median of epochs 2..E), and the affine map fitted to the final corrections (``position_model``).
+``--seeds`` repeats it on independently simulated sets; ``--set KEY=VALUE`` changes a setting of the corrected
+runs (e.g. ``position_affine=true``, ``subpixel=bilinear``) and ``--output`` names the record.
 """
 from __future__ import annotations
 
@@ -42,7 +44,10 @@ def main():
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--algorithms", nargs="+", default=["rpie", "lsqml"])
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--output", default="positions")
     args = p.parse_args()
+    settings = {k: ReconConfig.parse(k, v) for k, v in (item.split("=", 1) for item in args.set)}
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
@@ -56,7 +61,8 @@ def main():
                 rows = {}
                 for name, recorded, correct in RUNS:
                     d = load(files[recorded])
-                    cfg = ReconConfig(algorithm=algorithm, epochs=args.epochs, device="cpu", correct_positions=correct)
+                    cfg = ReconConfig(algorithm=algorithm, epochs=args.epochs, device="cpu", correct_positions=correct,
+                                      **(settings if correct else {}))
                     t0 = time.perf_counter()
                     rec = Reconstruction(d, cfg, probe=p0)
                     rec.iterate(args.epochs)
@@ -66,13 +72,17 @@ def main():
                                   position_error(scan, truth["scan"]),
                                   "s_per_epoch": float(np.median(rec.history.seconds[1:])),
                                   "wall_s": time.perf_counter() - t0}
+                    if correct:
+                        rows[name]["position_model"] = rec.position_model().to_dict()
                 for name, row in rows.items():
                     row["nrmse_vs_true"] = row["nrmse_ramp"] / rows["true"]["nrmse_ramp"]
+                    scale = np.diag(row["position_model"]["matrix"]) if "position_model" in row else np.zeros(2)
                     print(f"seed {seed} {algorithm:5s} {name:15s} NRMSE {row['nrmse_ramp']:.4f} "
                           f"({row['nrmse_vs_true']:.2f}x true)  positions {row['position_error_px']:.3f} px  "
-                          f"{row['s_per_epoch']:.3f} s/epoch", flush=True)
+                          f"{row['s_per_epoch']:.3f} s/epoch  scale of the corrections {scale[0]:+.4f} "
+                          f"{scale[1]:+.4f}", flush=True)
                 results.append({"seed": seed, "algorithm": algorithm, "runs": rows})
-    save("positions", {"ranks": 1, "epochs": args.epochs, "set": "standard (512^2, 128^2 probe, 700 positions, "
+    save(args.output, {"ranks": 1, "epochs": args.epochs, "settings": args.set, "set": "standard (512^2, 128^2 probe, 700 positions, "
                        "1e6 photons); recorded positions: 2 px random + 4 px drift", "results": results})
 
 
