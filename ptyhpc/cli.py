@@ -274,7 +274,10 @@ def _info(args) -> int:
                 r = read_product(path)
                 print(f"product file    {path}")
                 print(f"object          {r['object'].shape[0]} x {r['object'].shape[1]}, pixel {r['pixel_size']:.4e} m")
-                print(f"probe           {r['probe'].shape[0]} mode(s) of {r['probe'].shape[1]} x {r['probe'].shape[2]}")
+                varying = "" if r["opr_weights"] is None else (f", varying along the scan with "
+                                                                f"{r['opr_weights'].shape[1] - 1} OPR mode(s)")
+                print(f"probe           {r['probe'].shape[0]} mode(s) of {r['probe'].shape[1]} x {r['probe'].shape[2]}"
+                      f"{varying}")
                 energy = next((float(f.attrs[k]) for k in ("photon_energy_eV", "probe_energy_eV") if k in f.attrs), 0)
                 print(f"photon energy   {f'{energy:.1f} eV' if energy else 'none in the file'}")
                 extent = np.ptp(r["scan"], axis=0) if len(r["scan"]) else (0, 0)

@@ -1,4 +1,7 @@
 """Orthogonal probe relaxation (ptyhpc.opr, --opr-modes): a probe that varies along the scan."""
+import subprocess
+import sys
+
 import h5py
 import numpy as np
 import pytest
@@ -81,6 +84,9 @@ def test_product_holds_the_modes_as_ptychodus_does(tmp_path):
     p7 = (stored[7][:, None, None, None] * probe).sum(axis=0)[0]
     expected = asnumpy(rec.state.probe)[0] + (weights[7][:, None, None] * modes).sum(axis=0)
     assert np.abs(p7 - expected).max() < 1e-3 * np.abs(expected).max()
+    info = subprocess.run([sys.executable, "-m", "ptyhpc", "info", str(out)], capture_output=True, text=True,
+                          timeout=120)
+    assert "varying along the scan with 2 OPR mode(s)" in info.stdout, info.stdout + info.stderr
     ptychodus = pytest.importorskip("ptychodus.api.io")
     p = ptychodus.load_product(out)
     assert p.probes.get_array().shape == (3, 1, 64, 64)

@@ -12,7 +12,8 @@ For a batch of positions j (the same batches on every rank; each rank takes its 
 
 Three collectives per batch: the object sums are completed with the neighbouring tiles; the probe sums and the
 global maximum of the object denominator travel in one all-reduce; the terms of every position's 2x2 system are
-gathered whole. Sums are accumulated in the working precision (single by default): R ranks give the one-rank
+gathered whole (with OPR, a fourth: the variable modes' sums; see ptyhpc.opr, which takes the probe's step a_P for
+them). Position steps (ptyhpc.positions) come from the same chi, before the object moves. Sums are accumulated in the working precision (single by default): R ranks give the one-rank
 answer up to its rounding, which LSQML does not amplify (tests/test_spmd_mpi.py holds R in {2, 3, 4} to 1e-5 after
 ten epochs). Double-precision sums would make the two bitwise equal at twice the halo and all-reduce bytes.
 """
