@@ -12,6 +12,7 @@ different number of ranks the new partition reads its tiles and rows from the fi
 """
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import sys
@@ -131,8 +132,6 @@ class Reconstruction:
         self.scan = np.array(ck["scan"] if ck is not None else dataset.scan, dtype=np.float64)
         """(POSI, 2) all positions in use (window corners, global object pixels), the same on every rank: the
         recorded ones (``dataset.scan``), or corrected ones (position correction; a checkpoint's)."""
-        self.constraint = None
-        """``positions.Constraint`` of the scan, made when first needed."""
         self.state = LocalState.create(self.xp, dtype, tile, self.scan[idx], idx, patterns, dataset.mask,
                                        probe, tile_obj, invalid=measured.invalid, shift=physics.SHIFTS[cfg.shift])
         del measured, patterns
@@ -238,6 +237,11 @@ class Reconstruction:
                 return self.stop_signal or int(signal.SIGTERM)  # a rank the signal missed stops all the same
         return 0
 
+    @functools.cached_property
+    def constraint(self) -> positions.Constraint:
+        """What the position constraint needs of the recorded scan (made when first needed)."""
+        return positions.Constraint(self.dataset.scan)
+
     def _move_positions(self) -> None:
         """Apply the epoch's position steps (collective: one all-gather of every rank's steps, 16 bytes a
         position): each step bounded by ``position_step_px``, then all of them constrained
@@ -250,8 +254,6 @@ class Reconstruction:
                 asnumpy(st.steps).astype(np.float64), cfg.position_step_px))):
             steps[idx] = part
         st.steps.fill(0)
-        if self.constraint is None:
-            self.constraint = positions.Constraint(d.scan)
         new = self.scan + positions.constrain(steps, self.constraint, cfg.position_affine)
         new = d.scan + np.clip(new - d.scan, -cfg.position_limit_px, cfg.position_limit_px)
         self.scan = np.clip(new, 0, np.asarray(d.object_shape, dtype=np.float64) - d.n - 1e-6)
@@ -259,8 +261,6 @@ class Reconstruction:
 
     def position_model(self) -> positions.Model:
         """The systematic part (offset, drift, affine) of the corrections so far, fitted over all positions."""
-        if self.constraint is None:
-            self.constraint = positions.Constraint(self.dataset.scan)
         return self.constraint.fit(self.scan - self.dataset.scan)
 
     def gather_opr(self):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .. import physics
+from .. import physics, positions
 from ..backend import array_module
 
 
@@ -36,6 +36,15 @@ def batch_model(state, stack, b) -> BatchModel:
     patches = physics.extract(state.obj, state.corner_xp[b.device], state.n)
     farfield = physics.fft2(probes * patches[:, None])
     return BatchModel(state.corner[b.host], weights, probes, patches, farfield, physics.intensity(farfield), variable)
+
+
+def record_position_steps(state, stack, m: BatchModel, b, chi) -> None:
+    """Position correction: store this batch's position steps in ``state.steps`` (from the object before the
+    batch updates it); nothing when positions are not being corrected. ``stack`` as for :func:`batch_model`."""
+    if state.steps is None:
+        return
+    plain = stack if state.opr is None else state.shift.prepare(state.probe)  # the steps shift the main probe
+    state.steps[b.device] = positions.gradient_step(state.shift, plain, m.weights, m.probes, m.patches, chi)
 
 
 def object_sums(shape, corner, probes, chi, xp, wide: bool = False):

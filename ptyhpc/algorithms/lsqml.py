@@ -23,9 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import opr, physics, positions
+from .. import opr, physics
 from ..backend import array_module, asnumpy
-from .common import batch_model, clip_amplitude, complete_object_sums, object_sums, probe_sums
+from .common import (batch_model, clip_amplitude, complete_object_sums, object_sums, probe_sums,
+                     record_position_steps)
 
 BATCHES = "global"
 CHECKPOINT = ()
@@ -128,9 +129,7 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
         measured, mask = state.patterns[b.device], state.mask_of(b.device)
         total = total + physics.cost(m.predicted, measured, mask, cfg.noise)
         chi = farfield_step(m.farfield, m.predicted, measured, mask, cfg.noise)
-        if state.steps is not None:  # position correction: this batch's steps, from the object before its update
-            plain = stack if state.opr is None else state.shift.prepare(state.probe)
-            state.steps[b.device] = positions.gradient_step(state.shift, plain, weights, probes, patches, chi)
+        record_position_steps(state, stack, m, b, chi)
         d_obj, d_probe = directions(state, comm, corner, weights, probes, patches, chi)
         d_op = probes * physics.extract(d_obj, xp.asarray(corner), state.n)[:, None]
         d_po = patches[:, None] * state.shift.fwd(state.shift.prepare(d_probe), weights) if update_probe else None

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import opr, physics, positions
+from .. import opr, physics
 from ..partition import intersect
-from .common import batch_model, clip_amplitude, object_sums, probe_sums
+from .common import batch_model, clip_amplitude, object_sums, probe_sums, record_position_steps
 
 BATCHES = "aligned"
 CHECKPOINT = ()
@@ -109,9 +109,7 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
                 ratio = physics.modulus_ratio(m.predicted, measured, mask)
             total = total + misfit
             chi = exit_wave_update(farfield, ratio)
-            if state.steps is not None:  # position correction: this batch's steps, from the object before its update
-                plain = stack if state.opr is None else state.shift.prepare(state.probe)
-                state.steps[b.device] = positions.gradient_step(state.shift, plain, weights, probes, patches, chi)
+            record_position_steps(state, stack, m, b, chi)
             # the object changes only inside the batch's bounding box: work there
             (y0, x0), (y1, x1) = corner.min(axis=0), corner.max(axis=0) + state.n
             box = (slice(y0, y1), slice(x0, x1))
