@@ -26,7 +26,7 @@ DAMPING = 0.1
 WEIGHT_GAIN = 0.2
 """Multiplies the weights' step: the same chi also moves the object, the probe and the modes, so a full step
 counts the residual several times over. With 0.2 OPR follows a varying probe and costs nothing on a constant one
-(tests/test_opr.py states the figures); in development runs 0.5 and 1 overshot on a constant probe (the object
+(scripts/bench_opr.py prints the figures); in development runs 0.5 and 1 overshot on a constant probe (the object
 error more than doubled with LSQML)."""
 
 
