@@ -18,7 +18,7 @@ import numpy as np
 from .backend import DeviceError, describe
 from .config import ALGORITHMS, BATCHINGS, ReconConfig
 from .engine import Diverged
-from .io.dataset import InputError, check_object, check_probe
+from .io.dataset import InputError, check_object, check_probe, in_near_field
 
 log = logging.getLogger("ptyhpc")
 
@@ -30,7 +30,8 @@ def _simulate(args) -> int:
                     probe_diameter=args.probe_diameter, aperture_radius=args.aperture_radius, step=args.step,
                     scan=args.scan, photons=args.photons, bad_pixels=args.bad_pixels, seed=args.seed,
                     position_error=args.position_error, position_drift=args.position_drift,
-                    probe_variation=args.probe_variation)
+                    probe_variation=args.probe_variation, near_field=args.near_field,
+                    focus_distance_m=args.focus_distance)
     truth = write(args.out, cfg)
     print(f"wrote {args.out} ({cfg.positions} patterns of {cfg.probe_size}x{cfg.probe_size}) and {truth}")
     if args.initial_probe:
@@ -71,7 +72,8 @@ def _config(args, stated=None) -> ReconConfig:
     cfg = cfg.replace(algorithm=args.algorithm, epochs=args.epochs, probe_modes=args.probe_modes,
                       opr_modes=args.opr_modes,
                       device=args.device, batch_size=args.batch_size, batching=args.batching, noise=args.noise,
-                      precision=args.precision, seed=args.seed, correct_positions=args.correct_positions)
+                      precision=args.precision, seed=args.seed, correct_positions=args.correct_positions,
+                      near_field=args.near_field, focus_distance_m=args.focus_distance)
     for item in args.set or []:
         key, eq, value = item.partition("=")
         if not eq:
@@ -113,7 +115,7 @@ def _check_outputs(args, dataset, ckpt, rank) -> None:
 
 def _reconstruct(args) -> int:
     from .comm import world
-    from .engine import Reconstruction, signals, stderr_progress
+    from .engine import Reconstruction, in_geometry, signals, stderr_progress
 
     comm = world()
     rank = comm.Get_rank() if comm is not None else 0
@@ -122,6 +124,7 @@ def _reconstruct(args) -> int:
         raise ValueError(f"--checkpoint-every {args.checkpoint_every}: must be >= 0")
     dataset = _load(args)
     cfg = _config(args, dataset.settings)
+    dataset = in_geometry(dataset, cfg)
     ckpt = checkpoint_path(args.output)
     if args.resume == "auto":  # a rerun batch job: continue from the checkpoint when there is one
         args.resume = ckpt if os.path.isfile(ckpt) else None
@@ -286,7 +289,10 @@ def _info(args) -> int:
                 if r["losses"]:
                     print(f"epochs          {len(r['losses'])}, final cost {r['losses'][-1][1]:.6e}")
                 return 0
-    print(_load(args).describe())
+    dataset = _load(args)
+    if args.near_field:
+        dataset = in_near_field(dataset, args.focus_distance or 0.0)
+    print(dataset.describe())
     return 0
 
 
@@ -314,6 +320,7 @@ def _reconstruct_options(r) -> list:
         add("--seed", type=int),
         add("--correct-positions", action="store_true", default=None,
             help="refine the scan positions from the data (rPIE, LSQML; settings position_*)"),
+        *_geometry_options(add),
         add("--set", action="append", metavar="KEY=VALUE", help="any other setting (repeatable)"),
         add("--checkpoint-every", type=int, default=0, metavar="N",
             help="write OUT.checkpoint.h5 every N epochs (always on SIGTERM/SIGUSR1)"),
@@ -325,6 +332,17 @@ def _reconstruct_options(r) -> list:
         add("--no-preview", action="store_true", help="do not write the PNG preview"),
         add("--quiet", action="store_true", help="no per-epoch progress"),
         add("-v", "--verbose", action="store_true"),
+    ]
+
+
+def _geometry_options(add) -> list:
+    """Options that choose the propagation geometry (reconstruct and info)."""
+    return [
+        add("--near-field", action="store_true", default=None,
+            help="near-field (Fresnel) ptychography: the patterns are images, propagated by the angular spectrum"),
+        add("--focus-distance", type=float, metavar="M",
+            help="near field in a cone beam: focus-to-sample distance, metres (default: the file's "
+                 "source_1/distance, else a parallel beam)"),
     ]
 
 
@@ -381,6 +399,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="linear drift of the recorded positions along the scan, pixels by its end")
     s.add_argument("--probe-variation", type=float, default=0.0, metavar="F",
                    help="the probe changes along the scan: defocus x (1 +- F), intensity x (1 +- F/2)")
+    s.add_argument("--near-field", action="store_true",
+                   help="near-field (Fresnel) scan in a cone beam: images on the detector, a wide structured probe")
+    s.add_argument("--focus-distance", type=float, default=3.65e-3, metavar="M",
+                   help="near field: focus-to-sample distance, metres (written to the file)")
     s.add_argument("--initial-probe", metavar="NPY", help="also write the usual starting probe guess here")
     s.set_defaults(run=_simulate)
 
@@ -406,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("input", metavar="FILE")
     i.add_argument("--flip-translation", action="store_true", help="as for reconstruct")
     _input_options(i.add_argument)
+    _geometry_options(i.add_argument)
     i.set_defaults(run=_info)
 
     def site_options(q):

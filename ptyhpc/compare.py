@@ -23,6 +23,11 @@ def nrmse(rec: np.ndarray, true: np.ndarray, ramp: bool = False) -> float:
     return float(np.linalg.norm(a * rec - true) / np.linalg.norm(true))
 
 
+SUBPIXEL_MARGIN = 8
+"""Pixels of the reconstruction kept around the compared region while it is shifted by a sub-pixel amount (the
+Fourier shift wraps around its edges)."""
+
+
 def scanned_region(scan: np.ndarray, n: int) -> tuple:
     """(y0, y1, x0, x1): the rectangle spanned by the probe centres (window corners + N/2)."""
     c = scan + n / 2
@@ -33,12 +38,22 @@ def scanned_region(scan: np.ndarray, n: int) -> tuple:
 
 def object_errors(rec_obj, rec_scan, true_obj, true_scan, n) -> dict:
     """Object NRMSE inside the rectangle spanned by the scan centres, with the two frames aligned by the
-    positions (their integer offset), without and with removal of a linear phase ramp."""
+    positions (their median offset: the whole-pixel part by cropping, a sub-pixel rest by an exact Fourier shift
+    of the reconstruction, as when a near-field scan's positions were re-scaled onto its object grid), without
+    and with removal of a linear phase ramp."""
     offset = np.median(np.asarray(rec_scan) - np.asarray(true_scan), axis=0)
     shift = np.round(offset).astype(int)
+    rest = offset - shift
     y0, y1, x0, x1 = scanned_region(np.asarray(true_scan), n)
     t = true_obj[y0:y1, x0:x1]
-    r = rec_obj[y0 + shift[0]:y1 + shift[0], x0 + shift[1]:x1 + shift[1]]
+    m = SUBPIXEL_MARGIN if np.abs(rest).max() > 1e-3 else 0
+    ry0, rx0 = y0 + shift[0] - m, x0 + shift[1] - m
+    if ry0 < 0 or rx0 < 0:
+        raise ValueError(f"the reconstruction ({rec_obj.shape}) does not cover the scanned region of the truth")
+    r = rec_obj[ry0:y1 + shift[0] + m, rx0:x1 + shift[1] + m]
+    if m:  # out(r) = rec(r + rest): the reconstruction's frame moved onto the truth's
+        r = np.fft.ifft2(np.fft.fft2(r.astype(np.complex128)) * np.exp(2j * np.pi * (
+            np.fft.fftfreq(r.shape[0])[:, None] * rest[0] + np.fft.fftfreq(r.shape[1])[None, :] * rest[1])))[m:-m, m:-m]
     if r.shape != t.shape:
         raise ValueError(f"the reconstruction ({rec_obj.shape}) does not cover the scanned region of the truth")
     return {"object_nrmse": nrmse(r, t), "object_nrmse_ramp": nrmse(r, t, ramp=True),

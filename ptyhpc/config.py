@@ -61,7 +61,7 @@ class ReconConfig:
     subpixel: str = "auto"
     """Sub-pixel shift of the probe: 'bilinear' (interpolation, cheapest; blurs by up to half a pixel), 'fourier'
     (exact phase ramp, one FFT pair more per batch) or 'auto' (fourier with position correction, which it makes
-    unbiased, else bilinear)."""
+    unbiased, and in the near field, whose probe has structure down to the pixel; else bilinear)."""
     correct_positions: bool = False
     """Refine every scan position from the data (rPIE and LSQML; see ptyhpc.positions)."""
     position_start: int = 10
@@ -76,6 +76,13 @@ class ReconConfig:
     recorded geometry is kept on average. Free, the geometry creeps in scale on the standard set (the scale and
     defocus ambiguity; ``scripts/bench_positions.py --set position_affine=true`` prints it): switch it on when the
     stage's scale or rotation is known to be off."""
+    near_field: bool = False
+    """Near-field (Fresnel) ptychography: the patterns are images of the wave on the detector, propagated by the
+    angular spectrum over the (Fresnel-scaled) distance instead of Fourier-transformed (see
+    ``io.dataset.in_near_field``). A file that states its focus distance is read in the near field anyway."""
+    focus_distance_m: float = 0.0
+    """Near field in a cone beam: the focus-to-sample distance z1, metres (the magnification is (z1 + z2) / z1,
+    z2 the detector distance); 0 = a parallel beam, or the file's own value."""
     device: str = "auto"
     """'auto' (the GPU when CuPy finds a usable one, else the CPU), 'gpu' (an error without one) or 'cpu'."""
     precision: str = "complex64"
@@ -109,9 +116,13 @@ class ReconConfig:
             (self.sync_every >= 0, f"sync_every must be >= 0, not {self.sync_every}"),
             (self.subpixel in ("auto", "bilinear", "fourier"),
              f"subpixel must be 'auto', 'bilinear' or 'fourier', not {self.subpixel!r}"),
+            (self.focus_distance_m >= 0, f"focus_distance_m must be >= 0 (0: parallel beam), not {self.focus_distance_m}"),
             (self.position_start >= 0, f"position_start must be >= 0, not {self.position_start}"),
             (self.position_step_px > 0, f"position_step_px must be > 0, not {self.position_step_px}"),
             (self.position_limit_px > 0, f"position_limit_px must be > 0, not {self.position_limit_px}"),
+            (not (self.correct_positions and self.near_field),
+             "correct_positions is not built for the near field yet (its position gradient moves the object under a "
+             "fixed beam, not the probe)"),
             (not self.correct_positions or self.algorithm != "dm",
              "correct_positions needs algorithm 'rpie' or 'lsqml' (DM's exit waves are not a descent step)"),
         ]
@@ -129,7 +140,7 @@ class ReconConfig:
         """The sub-pixel shift in force ('bilinear' or 'fourier')."""
         if self.subpixel != "auto":
             return self.subpixel
-        return "fourier" if self.correct_positions else "bilinear"
+        return "fourier" if self.correct_positions or self.near_field else "bilinear"
 
     def replace(self, **changes) -> "ReconConfig":
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

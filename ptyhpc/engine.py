@@ -26,14 +26,25 @@ from .algorithms import ALGORITHMS
 from .backend import DTYPES, asnumpy, describe, get_xp, limit_threads, synchronize
 from .comm import TileComm
 from .config import ReconConfig
-from .io.dataset import InputError
+from .io.dataset import InputError, in_near_field
 from .partition import bisection_order, partition, stratified_batches
 from .state import LocalState, batches_on
 
 
-def probe_from_data(mean_pattern: np.ndarray) -> np.ndarray:
-    """(1, N, N) probe whose far-field amplitude is the mean measured amplitude, centred in its window."""
-    return np.fft.fftshift(np.fft.ifft2(np.sqrt(mean_pattern), norm="ortho"))[None].astype(np.complex64)
+def detector_of(dataset):
+    """The propagation from the sample to the detector of ``dataset``'s geometry: ``physics.FarField``, or the
+    angular spectrum over the Fresnel-scaled distance (near field)."""
+    if not dataset.near_field:
+        return physics.FarField
+    _, distance, _ = physics.fresnel_scaling(dataset.detector_pixel, dataset.distance, dataset.focus_distance or 0.0)
+    return physics.AngularSpectrum(dataset.n, dataset.pixel_size, dataset.wavelength, distance)
+
+
+def in_geometry(dataset, cfg: ReconConfig):
+    """``dataset`` in the geometry ``cfg`` asks for (near field: ``io.dataset.in_near_field``)."""
+    if cfg.near_field and not dataset.near_field:
+        return in_near_field(dataset, cfg.focus_distance_m)
+    return dataset
 
 
 def add_modes(probe: np.ndarray, modes: int) -> np.ndarray:
@@ -74,6 +85,7 @@ class Reconstruction:
     """
 
     def __init__(self, dataset, cfg: ReconConfig, mpi_comm=None, probe=None, obj=None, log=None, resume=None):
+        dataset = in_geometry(dataset, cfg)
         self.dataset, self.cfg = dataset, cfg
         rank = mpi_comm.Get_rank() if mpi_comm is not None else 0
         size = mpi_comm.Get_size() if mpi_comm is not None else 1
@@ -86,6 +98,7 @@ class Reconstruction:
                                    margin=_position_margin(dataset, cfg, resume))
         self.comm = TileComm(mpi_comm, self.partition)
         self.mpi = mpi_comm
+        self.detector = detector_of(dataset)
         tile = self.partition.tiles[rank]
         idx = self.partition.indices(rank)
         measured = dataset.read_patterns(idx, mpi_comm)
@@ -116,7 +129,7 @@ class Reconstruction:
             probe = dataset.probe
         if probe is None:
             mean = self.comm.allreduce(patterns.sum(axis=0, dtype=np.float64)) / dataset.count
-            probe = probe_from_data(np.asarray(mean))
+            probe = self.detector.initial_probe(np.asarray(mean))
         same_modes = ck is not None and probe.shape[0] == cfg.probe_modes
         if not same_modes:  # a checkpoint's probe stays as it was: already orthogonal and scaled
             probe = add_modes(np.array(probe, dtype=np.complex64), cfg.probe_modes)  # a copy: never scale the caller's
@@ -133,7 +146,8 @@ class Reconstruction:
         """(POSI, 2) all positions in use (window corners, global object pixels), the same on every rank: the
         recorded ones (``dataset.scan``), or corrected ones (position correction; a checkpoint's)."""
         self.state = LocalState.create(self.xp, dtype, tile, self.scan[idx], idx, patterns, dataset.mask,
-                                       probe, tile_obj, invalid=measured.invalid, shift=physics.SHIFTS[cfg.shift])
+                                       probe, tile_obj, invalid=measured.invalid, shift=physics.SHIFTS[cfg.shift],
+                                       detector=self.detector)
         del measured, patterns
         if cfg.opr_modes:  # a checkpoint's variable modes and weights when it has as many, else fresh ones
             saved = ck is not None and ck["opr"] is not None and len(ck["opr"][0]) == cfg.opr_modes
@@ -326,7 +340,11 @@ class Reconstruction:
             "masked_marker_pixels": self.masked["pixels"], "masked_marker_patterns": self.masked["patterns"],
             "dead_frames": self.masked["dead_frames"],
             "config": self.cfg.to_dict(),
+            "geometry": d.geometry(),
         }
+        if d.near_field:
+            info["propagation_distance_m"] = self.detector.distance
+            info["focus_distance_m"] = d.focus_distance or 0.0
         if self.cfg.correct_positions:
             info["position_rms_px"] = self.history.position_rms
             info["position_model"] = self.position_model().to_dict()

@@ -246,7 +246,119 @@ def scatter_add(obj, corner, patches):
         cupyx.scatter_add(obj, (rows, cols), patches)
 
 
-# --- far field -------------------------------------------------------------------------------------------------
+# --- propagation to the detector ------------------------------------------------------------------------------
+
+class FarField:
+    """Det of the far field: Psi = FFT2(psi) (unitary, zero frequency at [0, 0]); adjoint = inverse."""
+
+    name = "far field"
+
+    @staticmethod
+    def at(offsets):
+        """Det of positions with these fractional offsets: the same (a far field does not see where in the window
+        the exit wave sits: a translation is a phase ramp there)."""
+        return FarField
+
+    @staticmethod
+    def fwd(psi):
+        return fft2(psi)
+
+    @staticmethod
+    def adj(psi):
+        return ifft2(psi)
+
+    @staticmethod
+    def initial_probe(mean_pattern):
+        """(1, N, N) complex64: the probe whose far-field amplitude is ``mean_pattern`` ** 0.5, centred."""
+        return np.fft.fftshift(np.fft.ifft2(np.sqrt(mean_pattern), norm="ortho"))[None].astype(np.complex64)
+
+
+class AngularSpectrum:
+    """Det of the near field: free-space propagation over ``distance`` metres by the angular spectrum,
+    Psi = F^-1[H F[psi]], H(f) = exp(2 pi i z (sqrt(1/lambda^2 - |f|^2) - 1/lambda)), f the spatial frequencies of
+    the ``pixel`` (metres) grid (the plane wave's own phase 2 pi z / lambda is left out: a constant). No paraxial
+    approximation; frequencies beyond 1/lambda (evanescent) would be dropped, which never happens for X-rays
+    sampled coarser than lambda / 2. Unitary (|H| = 1), so the adjoint is the inverse: F^-1[conj(H) F[.]]. In a
+    cone beam the caller passes the Fresnel-scaled distance and pixel (:func:`fresnel_scaling`).
+
+    n : window side N; pixel : sample-plane pixel (m); wavelength (m); distance z (m, negative: backwards).
+    """
+
+    name = "near field"
+
+    def __init__(self, n: int, pixel: float, wavelength: float, distance: float):
+        self.n, self.pixel, self.wavelength, self.distance = n, pixel, wavelength, distance
+        f = np.fft.fftfreq(n, d=pixel)
+        f2 = f[:, None] ** 2 + f[None, :] ** 2
+        k = 1.0 / wavelength
+        root = np.sqrt(np.maximum(k * k - f2, 0.0))
+        # 2 pi z (sqrt(k^2 - f^2) - k) = -2 pi z f^2 / (sqrt(k^2 - f^2) + k): no cancellation of two huge numbers
+        kernel = np.exp(-2j * np.pi * distance * f2 / (root + k))
+        kernel[f2 >= k * k] = 0
+        self._host = kernel
+        self._on = {}
+
+    def fresnel_number(self) -> float:
+        """pixel^2 / (lambda |z|): how many pixels' worth of phase curvature the propagation adds (large: little
+        propagation, small: towards the far field)."""
+        return self.pixel ** 2 / (self.wavelength * abs(self.distance))
+
+    def kernel(self, xp, dtype):
+        """H on ``xp`` in ``dtype`` (made once per array module and type)."""
+        key = (xp.__name__, np.dtype(dtype).str)
+        if key not in self._on:
+            self._on[key] = xp.asarray(self._host.astype(dtype))
+        return self._on[key]
+
+    def fwd(self, psi):
+        return ifft2(fft2(psi) * self.kernel(array_module(psi), psi.dtype))
+
+    def adj(self, psi):
+        return ifft2(fft2(psi) * self.kernel(array_module(psi), psi.dtype).conj())
+
+    def at(self, offsets):
+        """Det_j of the positions whose fractional offsets (the probe's sub-pixel shifts d_j) are ``offsets``
+        (BATCH, 2): propagation of the exit wave translated back by -d_j, Psi_j = F^-1[H conj(R_j) F[psi_j]].
+
+        The algorithms form psi_j = P(r - d_j) O(r + n_j), which is the true exit wave P(r) O(r + n_j + d_j) (the
+        beam is fixed on the detector, the sample moves) translated by d_j. In the far field that translation is
+        a phase ramp the intensity does not see; in the near field it would move the image by d_j pixels, so it
+        is undone here, in the same Fourier-space product as the propagation."""
+        return _Positioned(self, offsets)
+
+    def initial_probe(self, mean_pattern):
+        """(1, N, N) complex64: the mean measured amplitude (a flat-phase wave on the detector) propagated back to
+        the sample: what the probe would be if the sample were transparent."""
+        return self.adj(np.sqrt(mean_pattern).astype(np.complex128))[None].astype(np.complex64)
+
+
+class _Positioned:
+    """:meth:`AngularSpectrum.at`: fwd and adj of one batch, (BATCH, MODES, N, N) -> (BATCH, MODES, N, N)."""
+
+    def __init__(self, prop: AngularSpectrum, offsets):
+        xp = array_module(offsets)
+        cdtype = xp.result_type(offsets.dtype, xp.complex64)
+        self.kernel = (prop.kernel(xp, cdtype)[None] * _ramps(offsets, prop.n, cdtype).conj())[:, None]
+
+    def fwd(self, psi):
+        return ifft2(fft2(psi) * self.kernel)
+
+    def adj(self, psi):
+        return ifft2(fft2(psi) * self.kernel.conj())
+
+
+def fresnel_scaling(detector_pixel: float, distance: float, focus_distance: float = 0.0):
+    """The equivalent parallel-beam geometry of a cone beam (the Fresnel scaling theorem): with the sample
+    ``focus_distance`` z1 downstream of the focus and the detector ``distance`` z2 downstream of the sample, the
+    magnification is M = (z1 + z2) / z1, the sample-plane pixel detector_pixel / M and the propagation distance
+    z1 z2 / (z1 + z2). ``focus_distance`` 0: a parallel beam (M = 1). Returns (pixel, distance, M)."""
+    if not focus_distance:
+        return detector_pixel, distance, 1.0
+    m = (focus_distance + distance) / focus_distance
+    return detector_pixel / m, distance / m, m
+
+
+# --- detector intensities ------------------------------------------------------------------------------------
 
 def sum_modes(x):
     """Sum over the MODES axis (axis 1); a view, not a copy, when there is one mode."""

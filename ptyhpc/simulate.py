@@ -1,4 +1,4 @@
-"""Synthetic far-field ptychography data with ground truth.
+"""Synthetic far-field (or near-field) ptychography data with ground truth.
 
 Object: amplitude from matplotlib's bundled Grace Hopper photograph scaled to [0.5, 1], phase from its bundled
 Jacksboro fault elevation map scaled to [-1, 1] rad. Probe: a circular aperture (zone-plate focus) in the far
@@ -55,7 +55,22 @@ class SimConfig:
     """A probe that changes along the scan (a fly scan's optics drifting): at scan time t in [0, 1] the defocus is
     (1 + F (2t - 1)) times the nominal one and the intensity (1 + F sin(2 pi t) / 2) times; F = this value. The
     truth's probe is the nominal one (t = 1/2)."""
+    near_field: bool = False
+    """Near-field (Fresnel) ptychography in a cone beam (as at PETRA III P25): the patterns are images of the wave
+    ``distance_m`` downstream of the sample, which sits ``focus_distance_m`` downstream of the focus; the probe is
+    a wide beam with a random phase structure (what a diffuser or the optics' figure errors give) filling about
+    half the window."""
+    focus_distance_m: float = 3.65e-3
+    """Near field: focus-to-sample distance z1, metres."""
     seed: int = 0
+
+    def geometry(self):
+        """(object pixel m, wavelength m, the propagation ``physics`` operator in complex128 use)."""
+        wavelength = wavelength_from_ev(self.energy_ev)
+        if not self.near_field:
+            return wavelength * self.distance_m / (self.probe_size * self.detector_pixel_m), wavelength, physics.FarField
+        pixel, z, _ = physics.fresnel_scaling(self.detector_pixel_m, self.distance_m, self.focus_distance_m)
+        return pixel, wavelength, physics.AngularSpectrum(self.probe_size, pixel, wavelength, z)
 
 
 def _resize(img, shape):
@@ -103,6 +118,23 @@ def make_probe(n: int, diameter: float, radius: float, photons: float, defocus_s
     if aberrations:
         phase = phase + 0.6 * rho ** 2 * np.cos(2 * theta) + 0.4 * (3 * rho ** 3 - 2 * rho) * np.cos(theta)
     probe = np.fft.fftshift(np.fft.ifft2(aperture * np.exp(1j * phase)))
+    probe *= np.sqrt((photons or 1.0) / physics.probe_power(probe))
+    return probe[None].astype(np.complex64)
+
+
+def make_near_field_probe(n: int, photons: float, seed: int) -> np.ndarray:
+    """(1, N, N) complex64 near-field probe with sum |P|^2 = photons (or 1): a Gaussian beam of 0.4 N full width
+    at half maximum whose phase carries a random structure (normal, 1.5 rad RMS, correlated over N / 24 pixels),
+    as a diffuser or a mirror's figure errors give; the structure is what lets near-field ptychography separate
+    the probe from the object."""
+    rng = np.random.default_rng([seed, 2])
+    y, x = (np.mgrid[:n, :n] - (n - 1) / 2) / n
+    envelope = np.exp(-4 * np.log(2) * (x ** 2 + y ** 2) / 0.4 ** 2)
+    f = np.fft.fftfreq(n)
+    smooth = np.exp(-(f[:, None] ** 2 + f[None, :] ** 2) * (np.pi * n / 24) ** 2 / 2)
+    phase = np.fft.ifft2(np.fft.fft2(rng.normal(size=(n, n))) * smooth).real
+    phase *= 1.5 / phase.std()
+    probe = envelope * np.exp(1j * phase)
     probe *= np.sqrt((photons or 1.0) / physics.probe_power(probe))
     return probe[None].astype(np.complex64)
 
@@ -160,16 +192,26 @@ def recorded_positions(cfg: SimConfig, scan: np.ndarray) -> np.ndarray:
 
 
 def simulate(cfg: SimConfig):
-    """Return (patterns (POSI, N, N) float32 with zero frequency at [0, 0], scan, object, probe, mask)."""
+    """Return (patterns (POSI, N, N) float32 with zero frequency at [0, 0] (near field: images as they are),
+    scan, object, probe, mask)."""
     rng = np.random.default_rng(cfg.seed)
     n = cfg.probe_size
     obj = make_object(cfg.object_size)
-    probe = make_probe(n, cfg.probe_diameter, cfg.aperture_radius, cfg.photons)
+    if cfg.near_field:
+        if cfg.probe_variation:
+            raise ValueError("a probe that varies along the scan is simulated in the far field only")
+        probe = make_near_field_probe(n, cfg.photons, cfg.seed)
+    else:
+        probe = make_probe(n, cfg.probe_diameter, cfg.aperture_radius, cfg.photons)
+    _, _, detector = cfg.geometry()
     scan = make_scan(cfg, rng)
     patterns = np.empty((len(scan), n, n), dtype=np.float32)
     probe_ft = np.fft.fft2(probe[0].astype(np.complex128))
     ky = np.fft.fftfreq(n)[:, None]
     kx = np.fft.fftfreq(n)[None, :]
+    def moved(a, shift):  # the whole object shifted by a sub-pixel amount (exact, band-limited)
+        return physics.fourier_shift(a.astype(np.complex128), shift)
+
     for j, s in enumerate(scan):
         if cfg.probe_variation:
             t, f = j / max(len(scan) - 1, 1), cfg.probe_variation
@@ -177,9 +219,12 @@ def simulate(cfg: SimConfig):
             probe_ft = np.fft.fft2(varied[0].astype(np.complex128)) * np.sqrt(1 + f * np.sin(2 * np.pi * t) / 2)
         c = np.floor(s).astype(int)
         d = s - c
-        shifted = np.fft.ifft2(probe_ft * np.exp(-2j * np.pi * (ky * d[0] + kx * d[1])))
-        psi = shifted * obj[c[0]:c[0] + n, c[1]:c[1] + n]
-        patterns[j] = np.abs(np.fft.fft2(psi, norm="ortho")) ** 2
+        if cfg.near_field:  # the beam is fixed on the detector, the sample moves: P(r) O(r + s_j)
+            psi = probe[0] * moved(obj, -d)[c[0]:c[0] + n, c[1]:c[1] + n]
+        else:  # a translation of the exit wave is a phase ramp in the far field: shift the probe, which is smaller
+            shifted = np.fft.ifft2(probe_ft * np.exp(-2j * np.pi * (ky * d[0] + kx * d[1])))
+            psi = shifted * obj[c[0]:c[0] + n, c[1]:c[1] + n]
+        patterns[j] = np.abs(detector.fwd(psi) if cfg.near_field else np.fft.fft2(psi, norm="ortho")) ** 2
     if cfg.photons:
         patterns = rng.poisson(patterns).astype(np.float32)
     mask = np.ones((n, n), dtype=bool)
@@ -201,8 +246,8 @@ def write_cxi(out, cfg: SimConfig, patterns, scan, mask, block: int = 1024) -> N
     ``patterns`` : (POSI, N, N), zero frequency at [0, 0]: an array, or anything with ``shape``, ``dtype`` and
     slicing along the first axis; it is written ``block`` patterns at a time (files larger than memory)."""
     n = cfg.probe_size
-    wavelength = wavelength_from_ev(cfg.energy_ev)
-    pixel = wavelength * cfg.distance_m / (n * cfg.detector_pixel_m)
+    pixel, _, _ = cfg.geometry()
+    shift = (lambda a, **k: a) if cfg.near_field else np.fft.fftshift  # images are stored as they are
     centres = (scan + n / 2 - cfg.object_size / 2) * pixel  # (row, col) metres
     translation = np.zeros((len(scan), 3))
     translation[:, 0] = -centres[:, 1]
@@ -213,13 +258,15 @@ def write_cxi(out, cfg: SimConfig, patterns, scan, mask, block: int = 1024) -> N
         det = f.create_group("entry_1/instrument_1/detector_1")
         data = det.create_dataset("data", shape=patterns.shape, dtype=patterns.dtype, chunks=(1, n, n))
         for i in range(0, len(patterns), block):
-            data[i:i + block] = np.fft.fftshift(patterns[i:i + block], axes=(-2, -1))
+            data[i:i + block] = shift(patterns[i:i + block], axes=(-2, -1))
         det["distance"] = cfg.distance_m
         det["x_pixel_size"] = cfg.detector_pixel_m
         det["y_pixel_size"] = cfg.detector_pixel_m
-        det.create_dataset("mask", data=np.fft.fftshift(~mask).astype(np.uint8))
+        det.create_dataset("mask", data=shift(~mask).astype(np.uint8))
         src = f.create_group("entry_1/instrument_1/source_1")
         src["energy"] = cfg.energy_ev * ELECTRON_VOLT
+        if cfg.near_field:  # NeXus: the effective source (the focus) upstream of the sample, negative
+            src["distance"] = -cfg.focus_distance_m
         f["entry_1/sample_1/geometry_1/translation"] = translation
         f.create_group("entry_1/data_1")
         f["entry_1/data_1/data"] = h5py.SoftLink("/entry_1/instrument_1/detector_1/data")
@@ -231,12 +278,13 @@ def write(out, cfg: SimConfig) -> str:
     truth (the true positions); returns the truth's path."""
     patterns, scan, obj, probe, mask = simulate(cfg)
     write_cxi(out, cfg, patterns, recorded_positions(cfg, scan), mask)
-    wavelength = wavelength_from_ev(cfg.energy_ev)
-    pixel = wavelength * cfg.distance_m / (cfg.probe_size * cfg.detector_pixel_m)
+    pixel, wavelength, _ = cfg.geometry()
     truth = truth_path(out)
     write_product(truth, shape=obj.shape, core_box=(0, obj.shape[0], 0, obj.shape[1]), core=obj, probe=probe,
                   scan=scan, n=cfg.probe_size, pixel_size=pixel, wavelength=wavelength, distance=cfg.distance_m,
-                  extra={"kind": "ground truth", "photons": cfg.photons, "seed": cfg.seed})
+                  extra={"kind": "ground truth", "photons": cfg.photons, "seed": cfg.seed,
+                         "geometry": "near field" if cfg.near_field else "far field",
+                         **({"focus_distance_m": cfg.focus_distance_m} if cfg.near_field else {})})
     return truth
 
 

@@ -44,9 +44,12 @@ class LocalState:
         overflow or gaps, see ``Dataset.read_patterns``); None when there are none
     corner : (POSI, 2) int, host NumPy: integer top-left corner of each window in *tile* coordinates
     corner_xp : the same on the device (made once)
+    frac : (POSI, 2) real: each position's fractional offset d_j (what the near field's ``detector.at`` needs)
     weights : (POSI, 4 or 2) real, what ``shift`` needs of each position's fractional offset (bilinear weights,
         or the offsets themselves)
     shift : the sub-pixel shift operator of the probe (``physics.Bilinear`` or ``physics.Fourier``)
+    detector : the propagation from the sample to the detector (``physics.FarField`` or an
+        ``physics.AngularSpectrum``), with ``fwd`` and ``adj``
     indices : (POSI,) int, host NumPy: global index of each position (sorted)
     tile : this rank's Tile
     scan : (POSI, 2) float64, host NumPy: the positions (window corners, global object pixels) in use; changed
@@ -64,11 +67,13 @@ class LocalState:
     invalid: object
     corner: np.ndarray
     corner_xp: object
+    frac: object
     weights: object
     indices: np.ndarray
     tile: Tile
     scan: np.ndarray
     shift: type = physics.Bilinear
+    detector: object = physics.FarField
     steps: object = None
     opr: object = None
     opr_weights: object = None
@@ -97,7 +102,7 @@ class LocalState:
 
     @classmethod
     def create(cls, xp, dtype, tile: Tile, scan: np.ndarray, indices: np.ndarray, patterns, mask, probe, obj,
-               invalid=None, shift=physics.Bilinear):
+               invalid=None, shift=physics.Bilinear, detector=physics.FarField):
         """Build the state from host arrays. ``scan`` : (POSI, 2) global positions of *this rank's* patterns;
         ``obj`` : (H, W) this rank's tile of the initial object (host or device); ``invalid`` as the field."""
         real = np.finfo(np.dtype(dtype)).dtype
@@ -111,11 +116,13 @@ class LocalState:
             invalid=None if invalid is None else xp.asarray(invalid, dtype=bool),
             corner=corner,
             corner_xp=xp.asarray(corner),
+            frac=xp.asarray(frac, dtype=real),
             weights=xp.asarray(shift.weights(frac), dtype=real),
             indices=np.asarray(indices),
             tile=tile,
             scan=scan,
             shift=shift,
+            detector=detector,
         )
 
     def move(self, scan: np.ndarray) -> None:
@@ -123,6 +130,7 @@ class LocalState:
         self.scan = np.array(scan, dtype=np.float64)
         corner, frac = _split(self.scan, self.tile, self.n)
         self.corner, self.corner_xp = corner, self.xp.asarray(corner)
+        self.frac = self.xp.asarray(frac, dtype=self.weights.dtype)
         self.weights = self.xp.asarray(self.shift.weights(frac), dtype=self.weights.dtype)
 
 

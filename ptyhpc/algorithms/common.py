@@ -1,4 +1,4 @@
-"""Pieces shared by the algorithms: the far-field model of one batch and the object/probe sums."""
+"""Pieces shared by the algorithms: the forward model of one batch and the object/probe sums."""
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -11,8 +11,10 @@ class BatchModel(NamedTuple):
     """The forward model of one batch of positions j.
 
     corner (BATCH, 2) host int; weights (BATCH, ...) the shift's weights; probes P_j (BATCH, MODES, N, N), shifted,
-    mode 0 with the position's variable part (OPR); patches O_j (BATCH, N, N); farfield Psi (BATCH, MODES, N, N);
-    predicted intensity (BATCH, N, N); variable (BATCH, C-1, N, N) the shifted OPR modes S_j V_c, or None.
+    mode 0 with the position's variable part (OPR); patches O_j (BATCH, N, N); farfield Psi = Det(P_j O_j) (BATCH, MODES, N, N), the wave on the detector (far
+    or near field: ``state.detector``);
+    predicted intensity (BATCH, N, N); variable (BATCH, C-1, N, N) the shifted OPR modes S_j V_c, or None; det
+    the propagation of these positions (``detector.at``: fwd and adj, (BATCH, MODES, N, N)).
     """
 
     corner: object
@@ -22,6 +24,7 @@ class BatchModel(NamedTuple):
     farfield: object
     predicted: object
     variable: object = None
+    det: object = None
 
 
 def batch_model(state, stack, b) -> BatchModel:
@@ -34,8 +37,10 @@ def batch_model(state, stack, b) -> BatchModel:
         probes, variable = probes[:, :k], probes[:, k:]
         probes[:, 0] += (state.opr_weights[b.device][:, :, None, None] * variable).sum(axis=1)
     patches = physics.extract(state.obj, state.corner_xp[b.device], state.n)
-    farfield = physics.fft2(probes * patches[:, None])
-    return BatchModel(state.corner[b.host], weights, probes, patches, farfield, physics.intensity(farfield), variable)
+    det = state.detector.at(state.frac[b.device])
+    farfield = det.fwd(probes * patches[:, None])
+    return BatchModel(state.corner[b.host], weights, probes, patches, farfield, physics.intensity(farfield), variable,
+                      det)
 
 
 def record_position_steps(state, stack, m: BatchModel, b, chi) -> None:

@@ -85,9 +85,9 @@ def exit_wave_update(state, astate, stack, b, cfg):
     measured, mask = state.patterns[bx], state.mask_of(bx)
     misfit = physics.cost(predicted, measured, mask, cfg.noise)
     psi = astate.psi[bx]
-    reflected = 2 * farfield - physics.fft2(psi)
+    reflected = 2 * farfield - m.det.fwd(psi)
     ratio = power_bound_ratio(physics.intensity(reflected), measured, mask, cfg.dm_power_bound)
-    astate.psi[bx] = psi + physics.ifft2(reflected * ratio[:, None] - farfield)
+    astate.psi[bx] = psi + m.det.adj(reflected * ratio[:, None] - farfield)
     return misfit
 
 

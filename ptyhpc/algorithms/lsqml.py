@@ -48,8 +48,8 @@ def init(state, comm, cfg, saved=None) -> LSQMLState:
     return LSQMLState(steps=[])
 
 
-def farfield_step(farfield, predicted, measured, mask, noise):
-    """chi_j = F^-1[Psi' - Psi] for each position: (BATCH, MODES, N, N)."""
+def farfield_step(detector, farfield, predicted, measured, mask, noise):
+    """chi_j = Det^H[Psi' - Psi] for each position: (BATCH, MODES, N, N)."""
     xp = array_module(predicted)
     if noise == "gaussian":
         factor = physics.modulus_ratio(predicted, measured, mask) - 1
@@ -65,7 +65,7 @@ def farfield_step(farfield, predicted, measured, mask, noise):
             hess = (2 * i * w ** 2 + 2 * measured * w ** 2 / s ** 2).sum(axis=(1, 2), keepdims=True)
             a = xp.clip(a - grad / (hess + 1e-30), 0, 1)
         factor = -a * w
-    return physics.ifft2(farfield * factor[:, None])
+    return detector.adj(farfield * factor[:, None])
 
 
 def directions(state, comm, corner, weights, probes, patches, chi):
@@ -128,7 +128,7 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
         corner, weights, probes, patches = m.corner, m.weights, m.probes, m.patches
         measured, mask = state.patterns[b.device], state.mask_of(b.device)
         total = total + physics.cost(m.predicted, measured, mask, cfg.noise)
-        chi = farfield_step(m.farfield, m.predicted, measured, mask, cfg.noise)
+        chi = farfield_step(m.det, m.farfield, m.predicted, measured, mask, cfg.noise)
         record_position_steps(state, stack, m, b, chi)
         d_obj, d_probe = directions(state, comm, corner, weights, probes, patches, chi)
         d_op = probes * physics.extract(d_obj, xp.asarray(corner), state.n)[:, None]

@@ -43,10 +43,10 @@ def init(state, comm, cfg, saved=None) -> RPIEState:
     return RPIEState(sums=state.xp.zeros(shape, dtype=state.patterns.dtype))
 
 
-def exit_wave_update(farfield, ratio):
-    """psi' - psi = F^-1[(sqrt(d / I) - 1) Psi] on valid pixels: (BATCH, MODES, N, N). Overwrites ``farfield``."""
+def exit_wave_update(detector, farfield, ratio):
+    """psi' - psi = Det^H[(sqrt(d / I) - 1) Psi] on valid pixels: (BATCH, MODES, N, N). Overwrites ``farfield``."""
     farfield *= (ratio - 1)[:, None]
-    return physics.ifft2(farfield)
+    return detector.adj(farfield)
 
 
 def object_update(obj, num, den, alpha):
@@ -108,7 +108,7 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
                 misfit = physics.cost(m.predicted, measured, mask, cfg.noise)
                 ratio = physics.modulus_ratio(m.predicted, measured, mask)
             total = total + misfit
-            chi = exit_wave_update(farfield, ratio)
+            chi = exit_wave_update(m.det, farfield, ratio)
             record_position_steps(state, stack, m, b, chi)
             # the object changes only inside the batch's bounding box: work there
             (y0, x0), (y1, x1) = corner.min(axis=0), corner.max(axis=0) + state.n

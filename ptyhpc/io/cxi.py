@@ -6,8 +6,8 @@ from functools import partial
 import numpy as np
 
 from ..units import wavelength_from_joules
-from .dataset import (Dataset, InputError, check_mask, check_patterns_shape, check_probe,
-                      place_scan)
+from .dataset import (Dataset, InputError, check_mask, check_patterns_shape, check_probe, orient,
+                      orientation_of, place_scan)
 from .h5 import locate, open_file, row_blocks
 
 DATA = ("entry_1/data_1/data", "entry_1/instrument_1/detector_1/data")
@@ -66,10 +66,17 @@ def _load(f, path, flip_translation):
                    if v is None]
         raise InputError(path, ", ".join(missing), "missing: needed to convert translations (m) to pixels")
     pixel_size = wavelength * distance / (n * pixel)
+    # NeXus NXsource/distance: the effective source's distance from the sample, negative upstream; in a cone beam
+    # the effective source is the focus, which near-field ptychography needs (``in_near_field``)
+    focus = _scalar(f, path, f"{SOURCE}/distance", -1e3, 1e3, "source (focus) distance (m)")
+    focus = abs(focus) if focus else None
 
     mask = np.ones((n, n), dtype=bool)
     if f"{DETECTOR}/mask" in f:
         mask = check_mask(path, f"{DETECTOR}/mask", f[f"{DETECTOR}/mask"][()], n)
+    orientation = (False, False, False)
+    if f"{DETECTOR}/basis_vectors" in f:  # which way the detector's rows and columns run in the lab
+        orientation = orientation_of(path, f"{DETECTOR}/basis_vectors", f[f"{DETECTOR}/basis_vectors"][()])
     probe = None
     for pkey in PROBES:
         if pkey in f:
@@ -92,7 +99,7 @@ def _load(f, path, flip_translation):
     reader = partial(row_blocks, path, key, dtype=None, independent=virtual)
     return Dataset(
         path=str(path), patterns_dataset=key, count=count, n=n, scan=scan, object_shape=shape,
-        mask=np.fft.ifftshift(mask), probe=probe, pixel_size=pixel_size, wavelength=wavelength,
+        mask=orient(np.fft.ifftshift(mask), orientation), orientation=orientation, probe=probe, pixel_size=pixel_size, wavelength=wavelength,
         distance=distance, detector_pixel=pixel, reader=reader, centred=True, sources=sources,
-        convention=convention,
+        convention=convention, focus_distance=focus,
     )

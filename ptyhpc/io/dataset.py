@@ -86,9 +86,30 @@ class Dataset:
     ReconConfig fields, applied below the user's TOML file and command line."""
     settings_ignored: tuple = ()
     """Settings the input states that ptyhpc does not use (reported, never silently dropped)."""
+    orientation: tuple = (False, False, False)
+    """(transpose, reflect rows, reflect columns): how the stored patterns are turned so that rows run along the
+    lab's +y and columns along +x (a CXI file's ``detector_1/basis_vectors``; :func:`orient`)."""
+    near_field: bool = False
+    """True when the patterns are near-field images (Fresnel regime: :func:`in_near_field`): then ``pixel_size``
+    and ``scan`` are in the sample plane of the equivalent parallel-beam geometry and the patterns are read as they
+    are stored (no shift)."""
+    focus_distance: float | None = None
+    """The focus-to-sample distance z1 (m) of a cone beam, as the file states it (CXI ``source_1/distance``) or
+    the user gave it; used in the near field (:func:`in_near_field`). None: not known (a parallel beam)."""
 
     def __post_init__(self):
         self.sources = tuple(self.sources) or (self.path,)
+
+    def geometry(self) -> str:
+        """One line: far field, or the near-field geometry (magnification, propagation distance)."""
+        if not self.near_field:
+            return "far field"
+        from ..physics import fresnel_scaling
+
+        _, z, m = fresnel_scaling(self.detector_pixel, self.distance, self.focus_distance or 0.0)
+        beam = (f"cone beam, focus {self.focus_distance:.4g} m upstream of the sample, magnification {m:.1f}"
+                if self.focus_distance else "parallel beam")
+        return f"near field ({beam}), propagation distance {z:.4g} m"
 
     def read_patterns(self, indices, comm=None) -> "Patterns":
         """Patterns ``indices`` (any order) as float32 with the zero frequency at [0, 0], checked for NaN, Inf
@@ -122,6 +143,9 @@ class Dataset:
             if self.centred:
                 block = np.fft.ifftshift(block, axes=(-2, -1))
                 flagged = None if flagged is None else np.fft.ifftshift(flagged, axes=(-2, -1))
+            if any(self.orientation):
+                block = orient(block, self.orientation)
+                flagged = None if flagged is None else orient(flagged, self.orientation)
             out[rows] = block
             if flagged is not None:
                 invalid[rows] = flagged
@@ -172,6 +196,8 @@ class Dataset:
                 f"distance        {self.distance:.4g} m, detector pixel {self.detector_pixel:.3e} m",
                 f"object pixel    {self.pixel_size:.4e} m",
             ]
+            if self.near_field:
+                lines.append(f"geometry        {self.geometry()}")
         else:
             missing = [name for name, v in (("photon energy", self.wavelength), ("detector distance", self.distance),
                                             ("detector pixel size", self.detector_pixel)) if not v]
@@ -185,11 +211,90 @@ class Dataset:
         lines.append(f"scan            median step {step:.2f} px, {extent}")
         if self.convention:
             lines.append(f"positions       {self.convention}")
+        if any(self.orientation):
+            transpose, rows, cols = self.orientation
+            lines.append("detector axes   turned to the lab's: " + ", ".join(
+                w for w, on in (("transposed", transpose), ("rows reversed", rows), ("columns reversed", cols)) if on)
+                + " (basis_vectors)")
         if self.settings:
             lines.append(f"settings        {', '.join(f'{k} = {v}' for k, v in sorted(self.settings.items()))}")
         if self.settings_ignored:
             lines.append(f"not used        {', '.join(self.settings_ignored)}")
         return "\n".join(lines)
+
+
+def orient(x, orientation, inverse: bool = False):
+    """Turn (..., N, N) arrays as ``Dataset.orientation`` says: transpose, then reflect rows and columns about
+    pixel 0 (index k -> -k mod N, which keeps a zero frequency at [0, 0] in place; on an image, a mirror and a
+    one-pixel shift). ``inverse``: undo it. Returns a new array."""
+    transpose, *reflect = orientation
+    if transpose and not inverse:
+        x = np.swapaxes(x, -1, -2)
+    for axis, flip in zip((-2, -1), reflect):
+        if flip:
+            x = np.roll(np.flip(x, axis), 1, axis)
+    if transpose and inverse:
+        x = np.swapaxes(x, -1, -2)
+    return np.ascontiguousarray(x)
+
+
+def orientation_of(path, dataset: str, basis) -> tuple:
+    """``Dataset.orientation`` from a detector's basis vectors (CXI ``basis_vectors``: (3, 2), column j the lab
+    vector (x, y, z) of one pixel step along array axis j, rows then columns; (2, 3) is read as its transpose).
+    Axes at an angle to the lab's x and y are refused."""
+    b = np.asarray(basis, dtype=np.float64)
+    b = b.T if b.shape == (2, 3) else b
+    if b.shape != (3, 2) or not np.isfinite(b).all():
+        raise InputError(path, dataset, f"basis vectors must be (3, 2) numbers, got shape {b.shape}")
+    axes = []
+    for j in range(2):
+        v = b[:, j]
+        k = int(np.argmax(abs(v)))
+        if k == 2 or abs(v[k]) < 0.999 * np.linalg.norm(v):
+            raise InputError(path, dataset, f"detector axis {j} {v.tolist()} is not along the lab's x or y: rotated "
+                                            "detectors are not supported")
+        axes.append((k, v[k] < 0))
+    (k0, neg0), (k1, neg1) = axes
+    if k0 == k1:
+        raise InputError(path, dataset, "both detector axes lie along the same lab axis")
+    if k0 == 1:  # rows along y: no transpose
+        return (False, neg0, neg1)
+    return (True, neg1, neg0)  # rows along x: transposed, the new rows follow axis 1
+
+
+def in_near_field(dataset: Dataset, focus_distance: float = 0.0) -> Dataset:
+    """The same scan in the near-field (Fresnel) geometry: the patterns are images of the wave on the detector,
+    the sample sits ``focus_distance`` (z1, m; 0: the file's, else a parallel beam) downstream of the focus and
+    ``distance`` (z2)
+    upstream of the detector. By the Fresnel scaling theorem (``physics.fresnel_scaling``) the object pixel is the
+    detector pixel / M and the propagation distance z2 / M, M = (z1 + z2) / z1; the positions (which a loader
+    turned into pixels with the far-field pixel) are re-scaled and re-placed on that grid, and the patterns and
+    the mask are read unshifted. A dataset already in the near field is returned as it is."""
+    from ..physics import fresnel_scaling
+
+    if dataset.near_field:
+        return dataset
+    missing = [name for name, v in (("photon energy or wavelength", dataset.wavelength),
+                                    ("detector distance", dataset.distance),
+                                    ("detector pixel size", dataset.detector_pixel)) if not v]
+    if missing:
+        raise InputError(dataset.path, "-", f"near field needs the {', '.join(missing)}, which the file lacks")
+    focus_distance = focus_distance or dataset.focus_distance or 0.0
+    if focus_distance < 0 or focus_distance >= dataset.distance:
+        raise InputError(dataset.path, "-", f"focus distance {focus_distance:g} m must lie in [0, the detector "
+                                            f"distance {dataset.distance:g} m)")
+    pixel, _, _ = fresnel_scaling(dataset.detector_pixel, dataset.distance, focus_distance)
+    n = dataset.n
+    if dataset.pixel_size:  # back to metres (any origin), then to the near-field pixel
+        centres = (dataset.scan + n / 2) * (dataset.pixel_size / pixel)
+    else:
+        centres = dataset.scan + n / 2
+    scan, shape = place_scan(dataset.path, "positions", centres - n / 2, n)
+    mask = dataset.mask
+    if dataset.centred:  # the mask as the patterns will be read: unshifted, then turned
+        mask = orient(np.fft.fftshift(orient(mask, dataset.orientation, inverse=True)), dataset.orientation)
+    return replace(dataset, scan=scan, object_shape=shape, pixel_size=pixel, mask=mask, centred=False,
+                   near_field=True, focus_distance=focus_distance or None)
 
 
 def _median_step(scan: np.ndarray) -> float:
