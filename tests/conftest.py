@@ -49,6 +49,31 @@ def small_dataset(**kw):
     return d, truth, initial_probe_guess(cfg)
 
 
+@functools.lru_cache(maxsize=None)
+def near_field_set(photons: float = 1e8, seed: int = 0):
+    """(SimConfig, patterns, scan, object, probe, mask) of a small cone-beam near-field set: 128^2 object, 64^2
+    detector, 100 positions (``simulate.SimConfig.near_field``)."""
+    from ptyhpc.simulate import SimConfig, simulate
+
+    cfg = SimConfig(object_size=128, probe_size=64, positions=100, photons=photons, seed=seed, near_field=True)
+    return (cfg,) + simulate(cfg)
+
+
+def near_field_dataset(**kw):
+    """A near-field Dataset over near_field_set(**kw) (images as they are, the Fresnel-scaled pixel and
+    geometry), and the truth dict."""
+    import dataclasses
+
+    from ptyhpc.io.dataset import from_arrays
+
+    cfg, patterns, scan, obj, probe, mask = near_field_set(**kw)
+    pixel, wavelength, _ = cfg.geometry()
+    d = dataclasses.replace(from_arrays(patterns, scan, mask=mask, pixel_size=pixel), wavelength=wavelength,
+                            distance=cfg.distance_m, detector_pixel=cfg.detector_pixel_m, near_field=True,
+                            focus_distance=cfg.focus_distance_m)
+    return d, {"object": obj, "probe": probe, "scan": scan}
+
+
 @pytest.fixture
 def shared_data():
     if not SHARED.is_dir():
