@@ -10,12 +10,11 @@ import pytest
 
 from conftest import near_field_dataset
 from ptyhpc import physics
-from ptyhpc.compare import compare_files
+from ptyhpc.compare import compare_files, spokes, star_centre
 from ptyhpc.config import ReconConfig
 from ptyhpc.engine import Reconstruction
 from ptyhpc.io import load
 from ptyhpc.io.dataset import InputError, in_near_field, orient, orientation_of
-from test_real_data import spokes, star_centre
 
 P25 = "petra3-p25-near-field/PETRAIII_P25_Near_Field_Ptycho.cxi"
 
@@ -144,8 +143,9 @@ def test_near_field_settings_are_checked():
 @pytest.mark.slow
 def test_p25_near_field_scan_reconstructs(shared_data, tmp_path):
     """The real P25 scan with cdtools' example geometry (focus 3.65 mm upstream): LSQML, 100 epochs. Measured: the
-    misfit falls to 0.54 of the first epoch's; a Siemens star of 28 periods (84-87 % of the angular power of the
-    phase at radii 45 and 60 px) centred within 4 px of the scan's centre."""
+    misfit falls to 0.54 of the first epoch's; a Siemens star of 28 periods (66 % and 74 % of the angular power of
+    the phase at radii 45 and 60 px; a noisy or blurred image has no dominant period) centred 1.9 px from the
+    scan's centre."""
     out = tmp_path / "p25.h5"
     r = subprocess.run([sys.executable, "-m", "ptyhpc", "reconstruct", shared_data / P25, "-o", out, "--near-field",
                         "--focus-distance", "3.65e-3", "--algorithm", "lsqml", "--epochs", "100", "--quiet",
@@ -163,4 +163,4 @@ def test_p25_near_field_scan_reconstructs(shared_data, tmp_path):
     assert np.hypot(*(np.asarray(centre) - scan_centre)) < 10, (centre, scan_centre)
     found = [spokes(obj, centre, r) for r in (45, 60)]
     assert len({k for k, _ in found}) == 1 and 24 <= found[0][0] <= 32, found
-    assert all(share > 0.6 for _, share in found), found
+    assert all(share > 0.5 for _, share in found), found
