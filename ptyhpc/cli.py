@@ -31,7 +31,8 @@ def _simulate(args) -> int:
                     scan=args.scan, photons=args.photons, bad_pixels=args.bad_pixels, seed=args.seed,
                     position_error=args.position_error, position_drift=args.position_drift,
                     probe_variation=args.probe_variation, near_field=args.near_field,
-                    focus_distance_m=args.focus_distance)
+                    focus_distance_m=args.focus_distance, slices=args.slices,
+                    slice_spacing_m=args.slice_spacing)
     truth = write(args.out, cfg)
     print(f"wrote {args.out} ({cfg.positions} patterns of {cfg.probe_size}x{cfg.probe_size}) and {truth}")
     if args.initial_probe:
@@ -73,7 +74,8 @@ def _config(args, stated=None) -> ReconConfig:
                       opr_modes=args.opr_modes,
                       device=args.device, batch_size=args.batch_size, batching=args.batching, noise=args.noise,
                       precision=args.precision, seed=args.seed, correct_positions=args.correct_positions,
-                      near_field=args.near_field, focus_distance_m=args.focus_distance)
+                      near_field=args.near_field, focus_distance_m=args.focus_distance, slices=args.slices,
+                      slice_spacing_m=args.slice_spacing)
     for item in args.set or []:
         key, eq, value = item.partition("=")
         if not eq:
@@ -157,7 +159,7 @@ def _reconstruct(args) -> int:
 
             r = read_product(args.output)
             png = preview_path(args.output)
-            save_preview(png, r["object"], r["probe"], r["losses"], title=f"{cfg.algorithm}, {cfg.epochs} epochs",
+            save_preview(png, r["layers"], r["probe"], r["losses"], title=f"{cfg.algorithm}, {cfg.epochs} epochs",
                          opr_weights=r.get("opr_weights"))
             print(f"wrote {args.output} and {png}")
         else:
@@ -244,6 +246,8 @@ def _compare(args) -> int:
         print(f"object NRMSE            {errors['object_nrmse']:.4f}  (global complex factor removed)")
         print(f"object NRMSE, ramp too  {errors['object_nrmse_ramp']:.4f}  (and a linear phase ramp)")
         print(f"probe NRMSE             {errors['probe_nrmse']:.4f}  (first mode, global complex factor)")
+        for k, e in enumerate(errors.get("slices", []), start=1):
+            print(f"slice {k} NRMSE          {e['object_nrmse']:.4f}, ramp too {e['object_nrmse_ramp']:.4f}")
         if "position_error_px" in errors:
             print(f"position error          {errors['position_error_px']:.3f} px  (RMS, mean offset removed)")
         print(f"scanned region          rows {errors['region'][0]}:{errors['region'][1]}, "
@@ -321,6 +325,8 @@ def _reconstruct_options(r) -> list:
         add("--correct-positions", action="store_true", default=None,
             help="refine the scan positions from the data (rPIE, LSQML; settings position_*)"),
         *_geometry_options(add),
+        add("--slices", type=int, metavar="S", help="multislice: the object as S slices (rPIE, LSQML)"),
+        add("--slice-spacing", type=float, metavar="M", help="multislice: distance between slices, metres"),
         add("--set", action="append", metavar="KEY=VALUE", help="any other setting (repeatable)"),
         add("--checkpoint-every", type=int, default=0, metavar="N",
             help="write OUT.checkpoint.h5 every N epochs (always on SIGTERM/SIGUSR1)"),
@@ -403,6 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="near-field (Fresnel) scan in a cone beam: images on the detector, a wide structured probe")
     s.add_argument("--focus-distance", type=float, default=3.65e-3, metavar="M",
                    help="near field: focus-to-sample distance, metres (written to the file)")
+    s.add_argument("--slices", type=int, default=1, metavar="S",
+                   help="a thick sample of S slices (different images), --slice-spacing apart (multislice)")
+    s.add_argument("--slice-spacing", type=float, default=0.0, metavar="M", help="distance between slices, metres")
     s.add_argument("--initial-probe", metavar="NPY", help="also write the usual starting probe guess here")
     s.set_defaults(run=_simulate)
 

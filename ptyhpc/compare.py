@@ -81,6 +81,8 @@ def compare_files(result, truth) -> dict:
     r, t = read_product(result), read_product(truth)
     n = t["probe"].shape[-1]
     out = object_errors(r["object"], r["scan"], t["object"], t["scan"], n)
+    if len(t["layers"]) > 1 and len(r["layers"]) == len(t["layers"]):  # a thick sample: each slice too
+        out["slices"] = [object_errors(a, r["scan"], b, t["scan"], n) for a, b in zip(r["layers"], t["layers"])]
     out["probe_nrmse"] = probe_error(r["probe"], t["probe"])
     if len(r["scan"]) == len(t["scan"]):
         out["position_error_px"] = position_error(r["scan"], t["scan"])

@@ -76,6 +76,11 @@ class ReconConfig:
     recorded geometry is kept on average. Free, the geometry creeps in scale on the standard set (the scale and
     defocus ambiguity; ``scripts/bench_positions.py --set position_affine=true`` prints it): switch it on when the
     stage's scale or rotation is known to be off."""
+    slices: int = 1
+    """Multislice: the object is this many slices (S, H, W), ``slice_spacing_m`` apart along the beam (thick
+    samples; rPIE and LSQML). 1: one thin transmission function."""
+    slice_spacing_m: float = 0.0
+    """Multislice: distance between consecutive slices, metres (must be > 0 with slices > 1)."""
     near_field: bool = False
     """Near-field (Fresnel) ptychography: the patterns are images of the wave on the detector, propagated by the
     angular spectrum over the (Fresnel-scaled) distance instead of Fourier-transformed (see
@@ -116,6 +121,11 @@ class ReconConfig:
             (self.sync_every >= 0, f"sync_every must be >= 0, not {self.sync_every}"),
             (self.subpixel in ("auto", "bilinear", "fourier"),
              f"subpixel must be 'auto', 'bilinear' or 'fourier', not {self.subpixel!r}"),
+            (self.slices >= 1, f"slices must be >= 1, not {self.slices}"),
+            (self.slices == 1 or self.slice_spacing_m > 0, "slice_spacing_m must be > 0 with slices > 1"),
+            (self.slices == 1 or self.algorithm != "dm", "slices > 1 needs algorithm 'rpie' or 'lsqml'"),
+            (self.slices == 1 or not (self.correct_positions or self.opr_modes),
+             "slices > 1 is not built with correct_positions or opr_modes yet"),
             (self.focus_distance_m >= 0, f"focus_distance_m must be >= 0 (0: parallel beam), not {self.focus_distance_m}"),
             (self.position_start >= 0, f"position_start must be >= 0, not {self.position_start}"),
             (self.position_step_px > 0, f"position_step_px must be > 0, not {self.position_step_px}"),

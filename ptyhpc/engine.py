@@ -135,19 +135,33 @@ class Reconstruction:
             probe = add_modes(np.array(probe, dtype=np.complex64), cfg.probe_modes)  # a copy: never scale the caller's
             probe *= np.sqrt(mean_power / physics.probe_power(probe))
         self.mean_power = mean_power
-        if ck is not None:
+        layers = (cfg.slices,) if cfg.slices > 1 else ()
+        if ck is not None and ck["object"].shape[:-2] == layers:
             tile_obj = ck["object"]
-        elif obj is None:
-            tile_obj = np.ones(tile.shape, dtype=dtype)
-        else:
+        elif ck is None and obj is None:
+            tile_obj = np.ones(layers + tile.shape, dtype=dtype)
+        else:  # an initial object (H, W) or (S, H, W), or a checkpoint's with another slice count
             y0, y1, x0, x1 = tile.box
-            tile_obj = np.asarray(obj[y0:y1, x0:x1])
+            given = ck["object"] if ck is not None else np.asarray(obj)[..., y0:y1, x0:x1]
+            tile_obj = np.ones(layers + tile.shape, dtype=dtype)
+            if given.ndim == 3 and layers and len(given) == cfg.slices:
+                tile_obj[...] = given
+            else:  # its projection into the first slice (the others start empty)
+                (tile_obj[0] if layers else tile_obj)[...] = np.prod(given, axis=0) if given.ndim == 3 else given
         self.scan = np.array(ck["scan"] if ck is not None else dataset.scan, dtype=np.float64)
         """(POSI, 2) all positions in use (window corners, global object pixels), the same on every rank: the
         recorded ones (``dataset.scan``), or corrected ones (position correction; a checkpoint's)."""
+        slice_prop = None
+        if cfg.slices > 1:
+            if not (dataset.pixel_size and dataset.wavelength):
+                raise InputError(dataset.path, "-", "multislice needs the object pixel size and the wavelength, "
+                                                    "which the file lacks")
+            slice_prop = physics.AngularSpectrum(dataset.n, dataset.pixel_size, dataset.wavelength,
+                                                 cfg.slice_spacing_m)
         self.state = LocalState.create(self.xp, dtype, tile, self.scan[idx], idx, patterns, dataset.mask,
                                        probe, tile_obj, invalid=measured.invalid, shift=physics.SHIFTS[cfg.shift],
                                        detector=self.detector)
+        self.state.slice_prop = slice_prop
         del measured, patterns
         if cfg.opr_modes:  # a checkpoint's variable modes and weights when it has as many, else fresh ones
             saved = ck is not None and ck["opr"] is not None and len(ck["opr"][0]) == cfg.opr_modes
@@ -311,7 +325,7 @@ class Reconstruction:
     def core(self) -> np.ndarray:
         """This rank's core of the object, on the host."""
         sl = self.state.tile.local(self.state.tile.core)
-        return asnumpy(self.state.obj[sl])
+        return asnumpy(self.state.obj[(...,) + sl])
 
     def gather_object(self) -> np.ndarray | None:
         """The whole object on rank 0 (None elsewhere), core by core. For tests and small objects only."""
@@ -320,9 +334,9 @@ class Reconstruction:
             cores = self.mpi.gather(cores[0], root=0)
             if self.mpi.Get_rank() != 0:
                 return None
-        out = np.ones(self.dataset.object_shape, dtype=self.state.obj.dtype)
+        out = np.ones(self.state.obj.shape[:-2] + tuple(self.dataset.object_shape), dtype=self.state.obj.dtype)
         for (y0, y1, x0, x1), c in cores:
-            out[y0:y1, x0:x1] = c
+            out[..., y0:y1, x0:x1] = c
         return out
 
     def write(self, path, extra=None, checkpoint=None) -> None:
@@ -364,6 +378,7 @@ class Reconstruction:
                       probe=probe, scan=self.gather_scan(), recorded_scan=d.scan, n=d.n, opr=self.gather_opr(), pixel_size=d.pixel_size,
                       wavelength=d.wavelength, distance=d.distance,
                       losses=list(zip(self.history.epochs, self.history.costs)), comm=self.mpi, extra=info,
+                      layer_spacing=self.cfg.slice_spacing_m if self.cfg.slices > 1 else None,
                       checkpoint=checkpoint)
 
 

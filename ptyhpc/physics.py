@@ -208,9 +208,12 @@ def fourier_shift(a, shift):
 def extract(obj, corner, n):
     """Object patches under each probe window.
 
-    obj : (H, W) complex; corner : (BATCH, 2) int (top-left, inside ``obj``) -> (BATCH, N, N), a copy.
+    obj : (H, W) complex, or (S, H, W) slices; corner : (BATCH, 2) int (top-left, inside ``obj``) ->
+    (BATCH, N, N), or (BATCH, S, N, N); a copy.
     """
     xp = array_module(obj)
+    if obj.ndim == 3:
+        return xp.stack([extract(o, corner, n) for o in obj], axis=1)
     h, w = obj.shape
     windows = xp.lib.stride_tricks.as_strided(obj, (h - n + 1, w - n + 1, n, n), obj.strides * 2)
     return windows[corner[:, 0], corner[:, 1]]
@@ -229,6 +232,10 @@ def scatter_add(obj, corner, patches):
     """
     xp = array_module(obj)
     n = patches.shape[-1]
+    if obj.ndim == 3:  # slices (S, H, W), patches (BATCH, S, N, N)
+        for o, p in zip(obj, xp.moveaxis(patches, 1, 0)):
+            scatter_add(o, corner, p)
+        return
     if xp is np:
         for (y, x), p in zip(np.asarray(corner).tolist(), patches):
             obj[y:y + n, x:x + n] += p

@@ -5,17 +5,20 @@ import numpy as np
 
 
 def save_preview(path, obj, probe, losses, title: str = "", opr_weights=None) -> None:
-    """Write one PNG: |O|, arg O, |P_k| for each mode (with its share of the power), the cost per epoch and, given
-    ``opr_weights`` (POSI, C) of a varying probe, each variable mode's weight along the scan."""
+    """Write one PNG: |O|, arg O (of each slice, for an object (S, H, W)), |P_k| for each mode (with its share of
+    the power), the cost per epoch and, given ``opr_weights`` (POSI, C) of a varying probe, each variable mode's
+    weight along the scan."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     probe = np.asarray(probe).reshape((-1,) + np.shape(probe)[-2:])
+    layers = np.asarray(obj).reshape((-1,) + np.shape(obj)[-2:])
     modes = len(probe)
     extra = opr_weights is not None
-    fig, axes = plt.subplots(1, 3 + modes + extra, figsize=(4 * (3 + modes + extra), 4))
+    panels = 2 * len(layers) + 1 + modes + extra
+    fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 4))
     if extra:
         ax, axes = axes[-1], axes[:-1]
         for c in range(1, np.shape(opr_weights)[1]):
@@ -23,16 +26,19 @@ def save_preview(path, obj, probe, losses, title: str = "", opr_weights=None) ->
         ax.set_xlabel("position (scan order)")
         ax.set_title("variable probe weights")
         ax.legend(fontsize=7)
-    im = axes[0].imshow(np.abs(obj), cmap="gray")
-    axes[0].set_title("object amplitude")
-    fig.colorbar(im, ax=axes[0], shrink=0.8)
-    im = axes[1].imshow(np.angle(obj), cmap="twilight", vmin=-np.pi, vmax=np.pi)
-    axes[1].set_title("object phase (rad)")
-    fig.colorbar(im, ax=axes[1], shrink=0.8)
+    for s, layer in enumerate(layers):
+        which = f" {s + 1}" if len(layers) > 1 else ""
+        im = axes[2 * s].imshow(np.abs(layer), cmap="gray")
+        axes[2 * s].set_title(f"object{' slice' + which if which else ''} amplitude")
+        fig.colorbar(im, ax=axes[2 * s], shrink=0.8)
+        im = axes[2 * s + 1].imshow(np.angle(layer), cmap="twilight", vmin=-np.pi, vmax=np.pi)
+        axes[2 * s + 1].set_title(f"object{' slice' + which if which else ''} phase (rad)")
+        fig.colorbar(im, ax=axes[2 * s + 1], shrink=0.8)
     power = (np.abs(probe) ** 2).sum(axis=(1, 2))
+    first = 2 * len(layers)
     for k in range(modes):
-        axes[2 + k].imshow(np.abs(probe[k]), cmap="magma")
-        axes[2 + k].set_title(f"probe mode {k} ({100 * power[k] / power.sum():.1f} %)")
+        axes[first + k].imshow(np.abs(probe[k]), cmap="magma")
+        axes[first + k].set_title(f"probe mode {k} ({100 * power[k] / power.sum():.1f} %)")
     ax = axes[-1]
     if losses:
         e, v = zip(*losses)

@@ -62,6 +62,11 @@ class SimConfig:
     half the window."""
     focus_distance_m: float = 3.65e-3
     """Near field: focus-to-sample distance z1, metres."""
+    slices: int = 1
+    """A thick sample: this many slices (different images each, contrast divided by the count: amplitude in
+    [1 - 0.5 / S, 1], phase in [-1/S, 1/S] rad), ``slice_spacing_m`` apart; the wave goes through them by
+    angular-spectrum propagation (multislice)."""
+    slice_spacing_m: float = 0.0
     seed: int = 0
 
     def geometry(self):
@@ -86,18 +91,27 @@ def _scale(img, lo, hi):
     return lo + (hi - lo) * img / max(img.max(), 1e-30)
 
 
-def make_object(size: int) -> np.ndarray:
-    """(size, size) complex64: amplitude in [0.5, 1], phase in [-1, 1] rad, from two bundled test images."""
+def make_object(size: int, layer: int = 0, layers: int = 1) -> np.ndarray:
+    """(size, size) complex64 from two bundled test images: amplitude in [1 - 0.5 / layers, 1], phase in
+    [-1 / layers, 1 / layers] rad. Layer 0 (and every even layer, turned by 90 degrees per pair): a photograph
+    (Grace Hopper) and a relief (Jacksboro fault); odd layers: an MRI slice and a sea-floor topography."""
     import matplotlib.image as mpimg
     from matplotlib import cbook
 
-    hopper = mpimg.imread(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).mean(axis=2)
-    hopper = hopper[44:556]  # square 512 x 512
-    with np.load(cbook.get_sample_data("jacksboro_fault_dem.npz", asfileobj=False)) as z:
-        relief = z["elevation"][:, :344]
-    amplitude = _scale(_resize(hopper.astype(np.float64), (size, size)), 0.5, 1.0)
-    phase = _scale(_resize(relief.astype(np.float64), (size, size)), -1.0, 1.0)
-    return (amplitude * np.exp(1j * phase)).astype(np.complex64)
+    if layer % 2 == 0:
+        amp = mpimg.imread(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).mean(axis=2)
+        amp = amp[44:556]  # square 512 x 512
+        with np.load(cbook.get_sample_data("jacksboro_fault_dem.npz", asfileobj=False)) as z:
+            relief = z["elevation"][:, :344]
+    else:
+        with cbook.get_sample_data("s1045.ima.gz") as f:
+            amp = np.frombuffer(f.read(), np.uint16).reshape(256, 256)
+        with np.load(cbook.get_sample_data("topobathy.npz", asfileobj=False)) as z:
+            relief = z["topo"][:, 14:105]
+    amplitude = _scale(_resize(amp.astype(np.float64), (size, size)), 1 - 0.5 / layers, 1.0)
+    phase = _scale(_resize(relief.astype(np.float64), (size, size)), -1.0 / layers, 1.0 / layers)
+    out = amplitude * np.exp(1j * phase)
+    return np.rot90(out, layer // 2).astype(np.complex64)
 
 
 def make_probe(n: int, diameter: float, radius: float, photons: float, defocus_scale: float = 1.0,
@@ -196,7 +210,14 @@ def simulate(cfg: SimConfig):
     scan, object, probe, mask)."""
     rng = np.random.default_rng(cfg.seed)
     n = cfg.probe_size
-    obj = make_object(cfg.object_size)
+    if cfg.slices > 1:
+        obj = np.array([make_object(cfg.object_size, s, cfg.slices) for s in range(cfg.slices)])
+        pixel, wavelength, _ = cfg.geometry()
+        between = physics.AngularSpectrum(n, pixel, wavelength, cfg.slice_spacing_m)
+    else:
+        obj = make_object(cfg.object_size)
+    if cfg.near_field and cfg.slices > 1:
+        raise ValueError("a thick sample is simulated in the far field only")
     if cfg.near_field:
         if cfg.probe_variation:
             raise ValueError("a probe that varies along the scan is simulated in the far field only")
@@ -221,6 +242,10 @@ def simulate(cfg: SimConfig):
         d = s - c
         if cfg.near_field:  # the beam is fixed on the detector, the sample moves: P(r) O(r + s_j)
             psi = probe[0] * moved(obj, -d)[c[0]:c[0] + n, c[1]:c[1] + n]
+        elif cfg.slices > 1:  # through the slices: psi_(s+1) = Prop(psi_s) O_(s+1) (the probe shifted, as below)
+            psi = np.fft.ifft2(probe_ft * np.exp(-2j * np.pi * (ky * d[0] + kx * d[1])))
+            for k, layer in enumerate(obj):
+                psi = (between.fwd(psi) if k else psi) * layer[c[0]:c[0] + n, c[1]:c[1] + n]
         else:  # a translation of the exit wave is a phase ramp in the far field: shift the probe, which is smaller
             shifted = np.fft.ifft2(probe_ft * np.exp(-2j * np.pi * (ky * d[0] + kx * d[1])))
             psi = shifted * obj[c[0]:c[0] + n, c[1]:c[1] + n]
@@ -280,7 +305,8 @@ def write(out, cfg: SimConfig) -> str:
     write_cxi(out, cfg, patterns, recorded_positions(cfg, scan), mask)
     pixel, wavelength, _ = cfg.geometry()
     truth = truth_path(out)
-    write_product(truth, shape=obj.shape, core_box=(0, obj.shape[0], 0, obj.shape[1]), core=obj, probe=probe,
+    write_product(truth, shape=obj.shape[-2:], core_box=(0, obj.shape[-2], 0, obj.shape[-1]), core=obj, probe=probe,
+                  layer_spacing=cfg.slice_spacing_m if cfg.slices > 1 else None,
                   scan=scan, n=cfg.probe_size, pixel_size=pixel, wavelength=wavelength, distance=cfg.distance_m,
                   extra={"kind": "ground truth", "photons": cfg.photons, "seed": cfg.seed,
                          "geometry": "near field" if cfg.near_field else "far field",

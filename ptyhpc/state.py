@@ -36,7 +36,7 @@ def batches_on(xp, batches) -> list:
 class LocalState:
     """One rank's share of the problem. Arrays live on the rank's device (``xp``) unless noted.
 
-    obj : (H, W) complex, the object on this rank's tile (core + halo)
+    obj : (H, W) complex, the object on this rank's tile (core + halo); (S, H, W) with S slices (multislice)
     probe : (MODES, N, N) complex, the full probe (every rank holds all of it)
     patterns : (POSI, N, N) real, measured intensities of this rank's positions, zero frequency at [0, 0]
     mask : (N, N) bool, True where a detector pixel is valid
@@ -48,6 +48,8 @@ class LocalState:
     weights : (POSI, 4 or 2) real, what ``shift`` needs of each position's fractional offset (bilinear weights,
         or the offsets themselves)
     shift : the sub-pixel shift operator of the probe (``physics.Bilinear`` or ``physics.Fourier``)
+    slice_prop : multislice: the propagation from one slice to the next (``physics.AngularSpectrum`` over the
+        slice spacing), None with one slice
     detector : the propagation from the sample to the detector (``physics.FarField`` or an
         ``physics.AngularSpectrum``), with ``fwd`` and ``adj``
     indices : (POSI,) int, host NumPy: global index of each position (sorted)
@@ -74,6 +76,7 @@ class LocalState:
     scan: np.ndarray
     shift: type = physics.Bilinear
     detector: object = physics.FarField
+    slice_prop: object = None
     steps: object = None
     opr: object = None
     opr_weights: object = None

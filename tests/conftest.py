@@ -1,6 +1,7 @@
 """Shared fixtures. Small simulated sets are built in memory, identically on every MPI rank."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import pathlib
@@ -62,8 +63,6 @@ def near_field_set(photons: float = 1e8, seed: int = 0):
 def near_field_dataset(**kw):
     """A near-field Dataset over near_field_set(**kw) (images as they are, the Fresnel-scaled pixel and
     geometry), and the truth dict."""
-    import dataclasses
-
     from ptyhpc.io.dataset import from_arrays
 
     cfg, patterns, scan, obj, probe, mask = near_field_set(**kw)
@@ -72,6 +71,33 @@ def near_field_dataset(**kw):
                             distance=cfg.distance_m, detector_pixel=cfg.detector_pixel_m, near_field=True,
                             focus_distance=cfg.focus_distance_m)
     return d, {"object": obj, "probe": probe, "scan": scan}
+
+
+@functools.lru_cache(maxsize=None)
+def thick_set(slices: int = 2, depths_of_field: float = 2.0, photons: float = 1e6, seed: int = 0):
+    """(SimConfig, patterns, scan, object (S, H, W), probe, mask) of the small set's geometry (192^2 object, 64^2
+    probe, 150 positions) through a thick sample: ``slices`` slices ``depths_of_field`` depths of field (2 dx^2 /
+    lambda, dx the object pixel) apart."""
+    from ptyhpc.simulate import SimConfig, simulate
+
+    base = SimConfig(object_size=192, probe_size=64, positions=150, probe_diameter=22, aperture_radius=8,
+                     photons=photons, seed=seed)
+    pixel, wavelength, _ = base.geometry()
+    cfg = dataclasses.replace(base, slices=slices, slice_spacing_m=depths_of_field * 2 * pixel ** 2 / wavelength)
+    return (cfg,) + simulate(cfg)
+
+
+def thick_dataset(**kw):
+    """A Dataset over thick_set(**kw) (object pixel and wavelength set, as a file would give them), the truth dict
+    and the starting probe guess."""
+    from ptyhpc.io.dataset import from_arrays
+    from ptyhpc.simulate import initial_probe_guess
+
+    cfg, patterns, scan, obj, probe, mask = thick_set(**kw)
+    pixel, wavelength, _ = cfg.geometry()
+    d = dataclasses.replace(from_arrays(patterns, scan, mask=mask, pixel_size=pixel), wavelength=wavelength,
+                            distance=cfg.distance_m, detector_pixel=cfg.detector_pixel_m)
+    return d, {"object": obj, "probe": probe, "scan": scan, "spacing": cfg.slice_spacing_m}, initial_probe_guess(cfg)
 
 
 @pytest.fixture

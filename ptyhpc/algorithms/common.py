@@ -15,6 +15,10 @@ class BatchModel(NamedTuple):
     or near field: ``state.detector``);
     predicted intensity (BATCH, N, N); variable (BATCH, C-1, N, N) the shifted OPR modes S_j V_c, or None; det
     the propagation of these positions (``detector.at``: fwd and adj, (BATCH, MODES, N, N)).
+
+    Multislice (``state.obj`` (S, H, W)): patches (BATCH, S, N, N), one per slice; incident (S entries of (BATCH,
+    MODES, N, N)) the wave arriving at each slice: psi_1 = P_j, psi_(s+1) = Prop_dz(psi_s O_s); farfield is
+    Det(psi_S O_S). With one slice incident is None and patches (BATCH, N, N).
     """
 
     corner: object
@@ -25,6 +29,7 @@ class BatchModel(NamedTuple):
     predicted: object
     variable: object = None
     det: object = None
+    incident: tuple = None
 
 
 def batch_model(state, stack, b) -> BatchModel:
@@ -38,9 +43,35 @@ def batch_model(state, stack, b) -> BatchModel:
         probes[:, 0] += (state.opr_weights[b.device][:, :, None, None] * variable).sum(axis=1)
     patches = physics.extract(state.obj, state.corner_xp[b.device], state.n)
     det = state.detector.at(state.frac[b.device])
-    farfield = det.fwd(probes * patches[:, None])
+    incident = None
+    if patches.ndim == 4:  # multislice: the wave through the slices
+        incident = [probes]
+        for s in range(1, patches.shape[1]):
+            incident.append(state.slice_prop.fwd(incident[-1] * patches[:, s - 1, None]))
+        exit_wave = incident[-1] * patches[:, -1, None]
+    else:
+        exit_wave = probes * patches[:, None]
+    farfield = det.fwd(exit_wave)
     return BatchModel(state.corner[b.host], weights, probes, patches, farfield, physics.intensity(farfield), variable,
-                      det)
+                      det, None if incident is None else tuple(incident))
+
+
+def through_slices(state, m: BatchModel, chi):
+    """The exit-wave residual ``chi`` (BATCH, MODES, N, N) of the last slice, carried back slice by slice: yields
+    (s, incident wave, patches O_s (BATCH, N, N), chi_s) from the last slice to the first, chi_s the residual of
+    the wave leaving slice s. Going back through slice s, chi_(s-1) = Prop^H[conj(O_s) chi_s / max |O_s|^2] (per
+    position: the wave incident on slice s corrected as rPIE corrects a probe, beta = 1; the 3PIE scheme of Maiden,
+    Humphry & Rodenburg 2012). One slice: yields (0, probes, patches, chi) once."""
+    if m.incident is None:
+        yield 0, m.probes, m.patches, chi
+        return
+    xp = state.xp
+    for s in range(len(m.incident) - 1, -1, -1):
+        o = m.patches[:, s]
+        yield s, m.incident[s], o, chi
+        if s:
+            peak = (o.real ** 2 + o.imag ** 2).max(axis=(1, 2), keepdims=True)
+            chi = state.slice_prop.adj(chi * (o.conj() / xp.maximum(peak, 1e-30))[:, None])
 
 
 def record_position_steps(state, stack, m: BatchModel, b, chi) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 from .. import opr, physics
 from ..backend import array_module, asnumpy
 from .common import (batch_model, clip_amplitude, complete_object_sums, object_sums, probe_sums,
-                     record_position_steps)
+                     record_position_steps, through_slices)
 
 BATCHES = "global"
 CHECKPOINT = ()
@@ -68,9 +68,12 @@ def farfield_step(detector, farfield, predicted, measured, mask, noise):
     return detector.adj(farfield * factor[:, None])
 
 
-def directions(state, comm, corner, weights, probes, patches, chi):
-    """Eq. 24-25: object direction on the tile (H, W) and probe direction (MODES, N, N)."""
-    o_num, o_den = complete_object_sums(comm, *object_sums(state.obj.shape, corner, probes, chi, state.xp))
+def directions(state, comm, corner, weights, probes, patches, chi, probe: bool = True):
+    """Eq. 24-25: object direction on the tile (H, W) and probe direction (MODES, N, N) (None without ``probe``).
+    Multislice: ``probes`` is the wave incident on one slice, ``chi`` the residual leaving it."""
+    o_num, o_den = complete_object_sums(comm, *object_sums(state.obj.shape[-2:], corner, probes, chi, state.xp))
+    if not probe:
+        return _divide(o_num, o_den, comm.allreduce(o_den.max(), op="max"), state.obj.dtype), None
     # the probe sums and the global maximum of the object denominator travel in one collective
     p_num, p_den, o_max = comm.allreduce_many([*probe_sums(state.shift, weights, patches, chi), o_den.max()],
                                               op=("sum", "sum", "max"))
@@ -117,6 +120,60 @@ def step_sizes(comm, chi, d_op, d_po):
     return float(a_o.mean()), float(a_p.mean())
 
 
+def joint_steps(comm, chi, changes):
+    """Multislice: the per-position optimal steps of K directions at once (Eq. 22-23 with K unknowns): ``changes``
+    K arrays (BATCH, MODES, N, N), the change of the exit wave each direction makes; minimises ||chi - sum_k a_k
+    d_k||^2 per position, each diagonal regularised by half its batch mean as in :func:`step_sizes`. The K (K +
+    3) / 2 terms of every position travel in one all-gather; returns the K batch-mean steps."""
+    xp = array_module(chi)
+    ax, k = (1, 2, 3), len(changes)
+    pairs = [(i, j) for i in range(k) for j in range(i, k)]
+    terms = [(changes[i].conj() * changes[j]).real.sum(axis=ax, dtype=xp.float64) for i, j in pairs]
+    terms += [(d.conj() * chi).real.sum(axis=ax, dtype=xp.float64) for d in changes]
+    gathered = np.concatenate(comm.allgather(asnumpy(xp.stack(terms))), axis=1)
+    if gathered.shape[1] == 0:
+        return [0.0] * k
+    a = np.zeros((gathered.shape[1], k, k))
+    for (i, j), t in zip(pairs, gathered):
+        a[:, i, j] = a[:, j, i] = t
+    a[:, range(k), range(k)] += 0.5 * a[:, range(k), range(k)].mean(axis=0)
+    steps = np.linalg.solve(a, gathered[len(pairs):].T[:, :, None])[:, :, 0]
+    return steps.mean(axis=0).tolist()
+
+
+def multislice_batch(state, comm, cfg, m, chi, update_probe):
+    """One batch of multislice LSQML: a direction for every slice (from the residual carried back to it,
+    common.through_slices) and for the probe, each direction's change of the exit wave carried forward through
+    the slices after it, all steps solved jointly per position (:func:`joint_steps`: the slices would otherwise
+    each take the whole residual and overshoot). Returns the mean (a_O of the last slice, a_P)."""
+    xp, n, last = state.xp, state.n, len(m.incident) - 1
+    corner = xp.asarray(m.corner)
+    found, changes = [], []
+    for s, incident, patches, chi_s in through_slices(state, m, chi):
+        first = s == 0
+        d_obj, d_probe = directions(state, comm, m.corner, m.weights, incident, patches, chi_s, probe=first)
+        change = incident * physics.extract(d_obj, corner, n)[:, None]
+        moves = [(s, d_obj, change)]
+        if first and update_probe:
+            moves.append((None, d_probe, patches[:, None] * state.shift.fwd(state.shift.prepare(d_probe), m.weights)))
+        for which, direction, change in moves:
+            for k in range(s + 1, last + 1):  # on to the exit wave through the later slices
+                change = state.slice_prop.fwd(change) * m.patches[:, k, None]
+            found.append((which, direction))
+            changes.append(change)
+    steps = joint_steps(comm, chi, changes)
+    a_p = 0.0
+    for (which, direction), a in zip(found, steps):
+        if which is None:
+            a_p = a
+            state.probe = state.probe + cfg.lsqml_beta * a * direction
+        else:
+            direction *= cfg.lsqml_beta * a
+            direction += state.obj[which]
+            state.obj[which] = clip_amplitude(direction, cfg.object_clip)
+    return steps[0], a_p
+
+
 def iterate(state, astate, comm, cfg, batches, update_probe=True):
     """One epoch over the global ``batches`` (this rank's members of each, in local indices)."""
     xp = state.xp
@@ -129,6 +186,9 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
         measured, mask = state.patterns[b.device], state.mask_of(b.device)
         total = total + physics.cost(m.predicted, measured, mask, cfg.noise)
         chi = farfield_step(m.det, m.farfield, m.predicted, measured, mask, cfg.noise)
+        if m.incident is not None:
+            astate.steps.append(multislice_batch(state, comm, cfg, m, chi, update_probe))
+            continue
         record_position_steps(state, stack, m, b, chi)
         d_obj, d_probe = directions(state, comm, corner, weights, probes, patches, chi)
         d_op = probes * physics.extract(d_obj, xp.asarray(corner), state.n)[:, None]

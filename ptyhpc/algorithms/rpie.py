@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from .. import opr, physics
 from ..partition import intersect
-from .common import batch_model, clip_amplitude, object_sums, probe_sums, record_position_steps
+from .common import batch_model, clip_amplitude, object_sums, probe_sums, record_position_steps, through_slices
 
 BATCHES = "aligned"
 CHECKPOINT = ()
@@ -28,7 +28,7 @@ CHECKPOINT = ()
 @dataclass
 class RPIEState:
     sums: object
-    """(3, h, w) real on ``comm.shared_box`` (None on a rank without neighbours): w Re O, w Im O and w, where
+    """(3, h, w) real (multislice: (3, S, h, w)) on ``comm.shared_box`` (None on a rank without neighbours): w Re O, w Im O and w, where
     w = sum_j |P_j|^2 over this rank's positions since the last reconciliation. Plane 2 (w) accumulates batch by
     batch; planes 0 and 1 are filled when the tiles are reconciled. The buffer is what goes to the neighbours."""
     count: int = 0
@@ -39,7 +39,7 @@ def init(state, comm, cfg, saved=None) -> RPIEState:
     box = comm.shared_box
     if box is None:
         return RPIEState(sums=None)
-    shape = (3,) + tuple(sl.stop - sl.start for sl in box)
+    shape = (3,) + state.obj.shape[:-2] + tuple(sl.stop - sl.start for sl in box)
     return RPIEState(sums=state.xp.zeros(shape, dtype=state.patterns.dtype))
 
 
@@ -66,7 +66,7 @@ def reconcile_object(state, astate, comm):
     if astate.sums is None:
         return
     xp = state.xp
-    o = state.obj[comm.shared_box]
+    o = state.obj[(...,) + comm.shared_box]
     w = astate.sums[2]
     xp.multiply(w, o.real, out=astate.sums[0])
     xp.multiply(w, o.imag, out=astate.sums[1])
@@ -100,7 +100,7 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
         if len(b):
             stack = state.prepared()
             m = batch_model(state, stack, b)
-            corner, weights, probes, patches, farfield = m.corner, m.weights, m.probes, m.patches, m.farfield
+            corner, weights, farfield = m.corner, m.weights, m.farfield
             measured, mask = state.patterns[b.device], state.mask_of(b.device)
             if cfg.noise == "gaussian":
                 misfit, ratio = physics.fit_amplitude(m.predicted, measured, mask)
@@ -113,18 +113,22 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
             # the object changes only inside the batch's bounding box: work there
             (y0, x0), (y1, x1) = corner.min(axis=0), corner.max(axis=0) + state.n
             box = (slice(y0, y1), slice(x0, x1))
-            o_num, o_den = object_sums((y1 - y0, x1 - x0), corner - (y0, x0), probes, chi, state.xp)
-            if update_probe:
-                p_num, p_den = probe_sums(state.shift, weights, patches, chi)
-                state.probe = probe_update(state.probe, p_num, p_den, cfg.beta)
-                if state.opr is not None:
-                    v_num, v_den = opr.mode_sums(state.shift, weights, patches, chi[:, 0], state.opr_weights[b.device])
-                    state.opr_weights[b.device] += opr.weight_step(m.variable, patches, chi[:, 0])
-                    state.opr = probe_update(state.opr, v_num, v_den, cfg.beta)
-                astate.count += len(b)
-            state.obj[box] = clip_amplitude(object_update(state.obj[box], o_num, o_den, cfg.alpha), cfg.object_clip)
-            if astate.sums is not None:
-                _add_shared(astate.sums[2], comm.shared_box, o_den, (y0, y1, x0, x1))
+            for s, incident, patches, chi in through_slices(state, m, chi):  # one pass with one slice
+                o_num, o_den = object_sums((y1 - y0, x1 - x0), corner - (y0, x0), incident, chi, state.xp)
+                if update_probe and s == 0:
+                    p_num, p_den = probe_sums(state.shift, weights, patches, chi)
+                    state.probe = probe_update(state.probe, p_num, p_den, cfg.beta)
+                    if state.opr is not None:
+                        v_num, v_den = opr.mode_sums(state.shift, weights, patches, chi[:, 0],
+                                                     state.opr_weights[b.device])
+                        state.opr_weights[b.device] += opr.weight_step(m.variable, patches, chi[:, 0])
+                        state.opr = probe_update(state.opr, v_num, v_den, cfg.beta)
+                    astate.count += len(b)
+                obj = state.obj if state.obj.ndim == 2 else state.obj[s]  # a view: updated in place
+                obj[box] = clip_amplitude(object_update(obj[box], o_num, o_den, cfg.alpha), cfg.object_clip)
+                if astate.sums is not None:
+                    w = astate.sums[2] if state.obj.ndim == 2 else astate.sums[2][s]
+                    _add_shared(w, comm.shared_box, o_den, (y0, y1, x0, x1))
         if update_probe:
             reconcile_probe(state, astate, comm)
         if cfg.sync_every and i % cfg.sync_every == 0 and i < len(batches):

@@ -6,7 +6,7 @@ Root attributes ``name``, ``comments``, ``detector_object_distance_m``, ``photon
 ``ptychodus.api.io.ProductFileKeys``); datasets
 ``probe_position_indexes``, ``probe_position_x_m``, ``probe_position_y_m`` (probe centres relative to the object
 centre), ``probe`` (1, MODES, N, N) with ``pixel_width_m``/``pixel_height_m``, ``object`` (1, H, W) with
-``center_x_m``/``center_y_m``/``pixel_width_m``/``pixel_height_m``, ``object_layer_spacing_m`` (empty),
+``center_x_m``/``center_y_m``/``pixel_width_m``/``pixel_height_m``, ``object_layer_spacing_m`` (empty; S-1 spacings with S layers),
 ``loss_epochs``, ``loss_values``. ptyhpc adds a group ``ptyhpc`` (window corners in pixels, run facts).
 
 A checkpoint is a product file with one more group, ``checkpoint``: its attributes (epoch, algorithm, seed),
@@ -31,7 +31,8 @@ from .h5 import open_file, parallel_available, runs
 
 
 def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=None, wavelength=None,
-                  distance=None, losses=(), comm=None, extra=None, checkpoint=None, recorded_scan=None, opr=None):
+                  distance=None, losses=(), comm=None, extra=None, checkpoint=None, recorded_scan=None, opr=None,
+                  layer_spacing=None):
     """Write a product file. Every rank of ``comm`` calls this with its own ``core`` (the object on
     ``core_box`` = (y0, y1, x0, x1), host array); ``probe`` (MODES, N, N), ``scan`` (POSI, 2) global corners and
     ``losses`` [(epoch, value)] are the same on all ranks. Serial use: ``comm=None``, the core is the whole object.
@@ -39,7 +40,8 @@ def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=Non
     (``ptyhpc/recorded_scan_px``; default: ``scan``). ``opr``: (variable modes (C-1, N, N), weights (POSI, C-1)) of
     orthogonal probe relaxation, the same on all ranks: stored as Ptychodus stores them, ``probe`` (C, MODES, N, N)
     whose [0] is the main probe and [c] holds mode c in its first incoherent mode, and ``opr_weights`` (POSI, C)
-    whose column 0 is 1.
+    whose column 0 is 1. A multislice object: ``core`` (S, h, w), stored as ``object`` (S, H, W) with
+    ``object_layer_spacing_m`` (S-1,) all ``layer_spacing`` (m).
 
     ``checkpoint`` : optional dict ``attrs`` {name: scalar/str}, ``arrays`` {name: array, same on all ranks},
     ``rows`` {name: (indices, local)}: ``local`` (len(indices), ...) holds rows ``indices`` (sorted, this rank's
@@ -80,9 +82,10 @@ def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=Non
                 f.create_dataset("opr_weights", data=np.concatenate([np.ones((len(weights), 1)), weights], axis=1))
             p = f.create_dataset("probe", data=stored.astype(np.complex64))
             p.attrs.update({"pixel_width_m": px, "pixel_height_m": px})
-            o = f.create_dataset("object", shape=(1,) + tuple(shape), dtype=odtype)
+            layers = np.shape(core)[0] if np.ndim(core) == 3 else 1
+            o = f.create_dataset("object", shape=(layers,) + tuple(shape), dtype=odtype)
             o.attrs.update({"center_x_m": 0.0, "center_y_m": 0.0, "pixel_width_m": px, "pixel_height_m": px})
-            f.create_dataset("object_layer_spacing_m", data=np.zeros(0))
+            f.create_dataset("object_layer_spacing_m", data=np.full(layers - 1, float(layer_spacing or 0.0)))
             losses = list(losses)
             f.create_dataset("loss_epochs", data=np.array([e for e, _ in losses], dtype=np.int64))
             f.create_dataset("loss_values", data=np.array([v for _, v in losses], dtype=np.float64))
@@ -150,7 +153,7 @@ def _put(dset, key, where, block):
     (1, H, W) object, else the sorted row indices ``where`` of a per-position dataset (one write per run)."""
     if key == "object":
         y0, y1, x0, x1 = where
-        dset[0, y0:y1, x0:x1] = block
+        dset[(slice(None) if block.ndim == 3 else 0, slice(y0, y1), slice(x0, x1))] = block
         return
     for start, stop in runs(where):
         dset[where[start]:where[stop - 1] + 1] = block[start:stop]
@@ -161,7 +164,7 @@ def read_product(path) -> dict:
     projection), probe (MODES, N, N) (OPR modes combined at their mean weights), scan (POSI, 2) corners in
     object pixels (placed as Ptychodus places positions, object centre included), pixel_size, losses [(epoch,
     value)], attrs (the ptyhpc group's attributes; empty for a file ptyhpc did not write), opr_weights (POSI, C) or
-    None."""
+    None, layers (S, H, W) the object's layers as stored and layer_spacing (S-1,) metres."""
     from .dataset import InputError
     from .ptychodus import corners_from_positions, product_probe
 
@@ -170,8 +173,10 @@ def read_product(path) -> dict:
             if key not in f:
                 raise InputError(path, key, "missing: not a product file")
         o = f["object"]
-        obj = o[()]
-        obj = np.prod(obj, axis=0) if obj.ndim == 3 else obj.reshape(obj.shape[-2:])
+        layers = o[()]
+        layers = layers.reshape((-1,) + layers.shape[-2:])
+        obj = np.prod(layers, axis=0) if len(layers) > 1 else layers[0]
+        spacing = f["object_layer_spacing_m"][()] if "object_layer_spacing_m" in f else np.zeros(0)
         weights = f["opr_weights"][()] if "opr_weights" in f else None
         probe = product_probe(path, f["probe"][()], weights)
         n = probe.shape[-1]
@@ -183,7 +188,8 @@ def read_product(path) -> dict:
         epochs = f["loss_epochs"][()] if "loss_epochs" in f else np.arange(0)
         values = f["loss_values"][()] if "loss_values" in f else np.arange(0)
     return {"object": obj, "probe": probe, "scan": scan, "pixel_size": px,
-            "losses": list(zip(epochs.tolist(), values.tolist())), "attrs": attrs, "opr_weights": weights}
+            "losses": list(zip(epochs.tolist(), values.tolist())), "attrs": attrs, "opr_weights": weights,
+            "layers": layers, "layer_spacing": np.atleast_1d(spacing)}
 
 
 def initial_object(path, dataset) -> np.ndarray:
@@ -259,7 +265,8 @@ def read_checkpoint(path, dataset, box, indices, comm=None) -> dict:
         opr = None
         if len(stored) > 1 and "opr_weights" in f:  # (main probe, variable modes, this rank's weights)
             opr = (stored[1:, 0], f["opr_weights"][()][np.asarray(indices)][:, 1:])
-        out = {"object": o[0, y0:y1, x0:x1], "probe": stored[0], "opr": opr,
+        layers = o[:, y0:y1, x0:x1]
+        out = {"object": layers if len(layers) > 1 else layers[0], "probe": stored[0], "opr": opr,
                "attrs": dict(f["checkpoint"].attrs), "scan": f["ptyhpc/scan_px"][()]}
         out["arrays"] = {k: v[()] for k, v in f["checkpoint"].items() if k != "rows"}
         out["rows"] = {k: rows_of(v, indices) for k, v in f["checkpoint/rows"].items()}
