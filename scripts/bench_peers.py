@@ -15,6 +15,9 @@ positions: the same set with recorded positions 2 px (per coordinate, normal) ra
 off the truth (``ptyhpc simulate --position-error 2 --position-drift 4``); ptyhpc rPIE and LSQML with
 ``--correct-positions`` against Pty-chi's rPIE and LSQML with its position correction (defaults), both from epoch
 10 (ptyhpc's default start); each also scored for its positions (RMS error after the mean offset, pixels).
+multislice: the same set through a thick sample of two slices 2 depths of field (2 dx^2 / lambda) apart
+(``ptyhpc simulate --slices 2``), ptyhpc's multislice LSQML against Pty-chi's (``slice_spacings_m``), each slice
+scored on its own (the NRMSE columns show the worse slice; the record holds both).
 """
 from __future__ import annotations
 
@@ -41,13 +44,14 @@ POSITION_START = 10
 """The epoch position correction starts in, for ptyhpc (its default) and Pty-chi alike."""
 
 
-def run_ptyhpc(tmp, data, probe, algorithm, epochs, ranks, correct=False):
+def run_ptyhpc(tmp, data, probe, algorithm, epochs, ranks, correct=False, slices=None):
     out = os.path.join(tmp, f"ptyhpc_{algorithm}_{ranks}{'_pc' if correct else ''}.h5")
     ptyhpc("reconstruct", data, "-o", out, "--algorithm", algorithm, "--epochs", epochs, "--probe", probe,
            "--no-preview", "--quiet", *(["--correct-positions", "--set", f"position_start={POSITION_START}"]
-                                        if correct else []), ranks=ranks)
+                                        if correct else []),
+           *(["--slices", slices[0], "--slice-spacing", slices[1]] if slices else []), ranks=ranks)
     r = read_product(out)
-    return r["object"], r["scan"], product_attrs(out)["seconds_per_epoch"]
+    return (r["layers"] if slices else r["object"]), r["scan"], product_attrs(out)["seconds_per_epoch"]
 
 
 def run_peer(tmp, name, problem, algorithm, batch, correct=False):
@@ -67,9 +71,10 @@ def run_peer(tmp, name, problem, algorithm, batch, correct=False):
     return out["object"], corners, out["seconds"].tolist()
 
 
-def simulated_problem(tmp, name, simulate_args, epochs):
-    """Simulate a set (``ptyhpc simulate`` with ``simulate_args``) and export it for the peers' drivers: returns
-    (data, probe, problem, dataset, truth); the starting probe scaled to the mean measured intensity."""
+def simulated_problem(tmp, name, simulate_args, epochs, **extra):
+    """Simulate a set (``ptyhpc simulate`` with ``simulate_args``) and export it for the peers' drivers (plus
+    ``extra`` entries): returns (data, probe, problem, dataset, truth); the starting probe scaled to the mean
+    measured intensity."""
     data, probe = os.path.join(tmp, f"{name}.cxi"), os.path.join(tmp, f"{name}_p0.npy")
     ptyhpc("simulate", data, "--initial-probe", probe, *simulate_args)
     d = load(data)
@@ -79,8 +84,17 @@ def simulated_problem(tmp, name, simulate_args, epochs):
     p0 = p0 * np.sqrt(patterns.sum(dtype=np.float64) / d.count / (abs(p0) ** 2).sum())
     problem = os.path.join(tmp, f"{name}_problem.npz")
     np.savez(problem, patterns=np.fft.fftshift(patterns, axes=(-2, -1)), corners=d.scan,
-             shape=np.array(d.object_shape), probe=p0, epochs=epochs, threads=THREADS, algorithm="", batch=0)
+             shape=np.array(d.object_shape), probe=p0, epochs=epochs, threads=THREADS, algorithm="", batch=0,
+             pixel=d.pixel_size, wavelength=d.wavelength, **extra)
     return data, probe, problem, d, truth
+
+
+def thick_spacing() -> float:
+    """2 depths of field (2 dx^2 / lambda) of the default set's object pixel dx, metres."""
+    from ptyhpc.simulate import SimConfig
+
+    pixel, wavelength, _ = SimConfig().geometry()
+    return 2 * 2 * pixel ** 2 / wavelength
 
 
 def main():
@@ -88,7 +102,7 @@ def main():
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--families", nargs="+", default=["rpie", "lsqml", "positions"],
-                   choices=["rpie", "lsqml", "positions"])
+                   choices=["rpie", "lsqml", "positions", "multislice"])
     p.add_argument("--output", default="peers", help="name of the JSON record in benchmarks/ (default: peers)")
     args = p.parse_args()
     for name in ("ptychi", "ptylab"):
@@ -97,33 +111,48 @@ def main():
     runs = {"rpie": [("ptyhpc", "rpie", 1), ("ptychi", "rpie", 32), ("ptyhpc", "rpie", 2), ("ptylab", "mpie", 0)],
             "lsqml": [("ptyhpc", "lsqml", 1), ("ptychi", "lsqml", 64), ("ptyhpc", "lsqml", 2)],
             "positions": [("ptyhpc", "rpie", 1), ("ptychi", "rpie", 32), ("ptyhpc", "lsqml", 1),
-                          ("ptychi", "lsqml", 64)]}
+                          ("ptychi", "lsqml", 64)],
+            "multislice": [("ptyhpc", "lsqml", 1), ("ptychi", "lsqml", 64), ("ptyhpc", "lsqml", 2)]}
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         sets = {}
 
         def problem_set(kind):
-            """(data, probe, problem, dataset, truth) of the standard set or its position-error twin."""
+            """(data, probe, problem, dataset, truth) of the standard set, its position-error twin or its thick
+            twin."""
             if kind not in sets:
-                errors = ["--position-error", 2, "--position-drift", 4] if kind == "positions" else []
-                sets[kind] = simulated_problem(tmp, kind, errors, args.epochs)
+                extra, simulate_args = {}, []
+                if kind == "positions":
+                    simulate_args = ["--position-error", 2, "--position-drift", 4]
+                if kind == "multislice":
+                    extra = {"slices": 2, "slice_spacing": thick_spacing()}
+                    simulate_args = ["--slices", 2, "--slice-spacing", extra["slice_spacing"]]
+                sets[kind] = simulated_problem(tmp, kind, simulate_args, args.epochs, **extra)
             return sets[kind]
 
         for rep in range(args.repeats):
             for family in args.families:
                 correct = family == "positions"
-                data, probe, problem, d, truth = problem_set("positions" if correct else "standard")
+                thick = (2, thick_spacing()) if family == "multislice" else None
+                data, probe, problem, d, truth = problem_set(family if family in ("positions", "multislice")
+                                                             else "standard")
                 for name, algorithm, k in runs[family]:
                     label = f"{name} {algorithm}" + ((f" ({k} ranks)" if k > 1 else f" (1 process, {THREADS} threads)")
                                                      if name == "ptyhpc" else "")
                     label += " + positions" if correct else ""
                     if name == "ptyhpc":
-                        obj, corners, seconds = run_ptyhpc(tmp, data, probe, algorithm, args.epochs, k, correct)
+                        obj, corners, seconds = run_ptyhpc(tmp, data, probe, algorithm, args.epochs, k, correct,
+                                                           thick)
                     else:
                         obj, corners, seconds = run_peer(tmp, name, problem, algorithm, k, correct)
-                    e = object_errors(obj, corners, truth["object"], truth["scan"], d.n)
                     row = results.setdefault(label, {"family": family, "s_per_epoch": [], "nrmse": [],
-                                                     "nrmse_ramp": [], "position_error_px": []})
+                                                     "nrmse_ramp": [], "position_error_px": [], "slices": []})
+                    if thick:  # each slice on its own; the worse one in the table
+                        each = [object_errors(o, corners, t, truth["scan"], d.n) for o, t in zip(obj, truth["layers"])]
+                        row["slices"].append([[x["object_nrmse"], x["object_nrmse_ramp"]] for x in each])
+                        e = max(each, key=lambda x: x["object_nrmse_ramp"])
+                    else:
+                        e = object_errors(obj, corners, truth["object"], truth["scan"], d.n)
                     row["s_per_epoch"].append(float(np.median(seconds[1:])))
                     row["nrmse"].append(e["object_nrmse"])
                     row["nrmse_ramp"].append(e["object_nrmse_ramp"])

@@ -3,8 +3,10 @@
 usage: python ptychi_driver.py PROBLEM.npz RESULT.npz
 PROBLEM: patterns (POSI, N, N) with the zero frequency centred, corners (POSI, 2) window corners (rows first),
 shape (H, W), probe (MODES, N, N) for an orthonormal FFT, algorithm 'rpie' | 'lsqml', epochs, batch, threads;
-optional position_start (>= 0: its position correction, defaults otherwise, from that epoch).
-RESULT: object (H, W), probe, seconds (per epoch), corners (POSI, 2) the positions it ends with.
+optional position_start (>= 0: its position correction, defaults otherwise, from that epoch); optional slices (> 1:
+multislice, with slice_spacing, pixel and wavelength in metres).
+RESULT: object (H, W) (multislice: (S, H, W)), probe, seconds (per epoch), corners (POSI, 2) the positions it ends
+with.
 Conventions (../shared/peers.md): unnormalised FFT (probe / N), positions are probe centres relative to the
 object's pixel round(H/2) - 0.5, and torchvision is stubbed (only used for blurring random starts).
 """
@@ -46,10 +48,15 @@ if start >= 0:
     options.probe_position_options.optimization_plan.start = start
 if algorithm == "lsqml":
     options.reconstructor_options.noise_model = api.NoiseModels.GAUSSIAN
+slices = int(z["slices"]) if "slices" in z.files else 1
+if slices > 1:
+    options.object_options.slice_spacings_m = np.full(slices - 1, float(z["slice_spacing"]))
+    options.object_options.pixel_size_m = float(z["pixel"])
+    options.data_options.wavelength_m = float(z["wavelength"])
 task = PtychographyTask(
     options,
     diffraction_data=patterns,
-    object_data=np.ones((1, h, w), np.complex64),
+    object_data=np.ones((slices, h, w), np.complex64),
     probe_data=(z["probe"] / n).astype(np.complex64)[None],
     probe_position_x_px=centres[:, 1],
     probe_position_y_px=centres[:, 0],
@@ -59,7 +66,7 @@ for _ in range(epochs):
     t0 = time.perf_counter()
     task.run(1)
     seconds.append(time.perf_counter() - t0)
-obj = np.asarray(task.get_data_to_cpu("object", as_numpy=True)).reshape(h, w)
+obj = np.asarray(task.get_data_to_cpu("object", as_numpy=True)).reshape((slices, h, w) if slices > 1 else (h, w))
 probe = np.asarray(task.get_data_to_cpu("probe", as_numpy=True))
 rows = np.asarray(task.get_probe_positions_y(as_numpy=True), dtype=np.float64)
 cols = np.asarray(task.get_probe_positions_x(as_numpy=True), dtype=np.float64)
