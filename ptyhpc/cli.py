@@ -173,6 +173,65 @@ def _reconstruct(args) -> int:
     return 0
 
 
+def _replay(args) -> int:
+    from .io import pva
+
+    dataset = _load(args)
+    patterns = dataset.read_patterns(np.arange(dataset.count)).intensity
+    frames = np.fft.fftshift(np.rint(patterns), axes=(-2, -1))  # as a detector gives them: centred counts
+    frames = frames.astype(np.uint16 if frames.max() < 65535 else np.uint32)
+    px = dataset.pixel_size or 1.0
+    centres = (dataset.scan + dataset.n / 2) * px  # probe positions, (row, col) metres
+    events = pva.schedule(dataset.count, args.positions_chunk, args.shuffle, args.drop, args.duplicate, args.seed)
+    if dataset.wavelength and dataset.distance and dataset.detector_pixel:
+        from .units import ev_from_wavelength
+
+        print(f"replay: receive with  ptyhpc stream --frames {args.frames} --positions {args.positions_channel} "
+              f"--energy-ev {ev_from_wavelength(dataset.wavelength):.6g} --distance {dataset.distance:.6g} "
+              f"--detector-pixel {dataset.detector_pixel:.6g} --expected {dataset.count} -o OUT.h5", flush=True)
+    pva.replay(frames, centres[:, 1], centres[:, 0], args.frames, args.positions_channel, args.rate, events,
+               start_delay=args.start_delay, linger=args.linger, log=lambda m: print(m, flush=True))
+    return 0
+
+
+def _stream(args) -> int:
+    from .comm import world
+
+    comm = world()
+    rank = comm.Get_rank() if comm is not None else 0
+    _config(args)  # settings errors before anything is received
+    for name in ("energy_ev", "distance", "detector_pixel"):
+        if not getattr(args, name) or getattr(args, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')}: needed (> 0) to turn positions in metres into pixels")
+    scan = os.path.splitext(os.fspath(args.output))[0] + ".scan.cxi"
+    if rank == 0:
+        from .io import cxi, pva
+
+        receiver = pva.Receiver(args.frames, args.positions_channel)
+        try:
+            why = receiver.wait(args.expected, quiet=args.quiet_seconds, timeout=args.timeout)
+        finally:
+            joiner = receiver.close()
+        report = joiner.report(args.expected)
+        triggers, frames, x, y = joiner.scan()
+        print(f"stream: scan over ({why}): {report['joined']} frames joined with their positions; "
+              f"{report['duplicate_frames']} duplicate frames and {report['duplicate_positions']} duplicate "
+              f"positions dropped ({report['conflicts']} conflicting), {len(report['frames_without_position'])} "
+              f"frames without a position, {len(report['positions_without_frame'])} positions without a frame"
+              + (f", {len(report['never_arrived'])} of {args.expected} never arrived" if args.expected else ""),
+              file=sys.stderr, flush=True)
+        if len(triggers) == 0:
+            raise ValueError(f"{args.frames}: no frame could be joined with a position: nothing to reconstruct")
+        cxi.write(scan, frames, x, y, args.energy_ev, args.distance, args.detector_pixel, triggers=triggers)
+        with open(os.path.splitext(os.fspath(args.output))[0] + ".stream.json", "w") as f:
+            json.dump({k: (v if not isinstance(v, list) else v[:1000]) for k, v in report.items()}, f)
+    if comm is not None and comm.Get_size() > 1:
+        comm.Barrier()  # the joined scan is on disk before any rank reads it
+    args.input, args.epochs, args.reader, args.subset = scan, args.final_epochs, None, None
+    args.flip_translation = False
+    return _reconstruct(args)
+
+
 def _site(args):
     from .launch import load_site
 
@@ -304,9 +363,10 @@ RECONSTRUCT_PATHS = ("probe", "object", "config", "resume", "positions")
 """Reconstruct options that name files: made absolute when forwarded to a job that runs elsewhere."""
 
 
-def _reconstruct_options(r) -> list:
+def _reconstruct_options(r, inputs: bool = True) -> list:
     """Add the options of ``ptyhpc reconstruct`` (all but INPUT and -o) to ``r``; returns their actions, which
-    ``submit`` and ``scaling`` forward (``_forward``)."""
+    ``submit`` and ``scaling`` forward (``_forward``). ``inputs`` False: without those that choose how an input
+    file is read (``stream`` has no input file, and its --positions names a channel)."""
     add = r.add_argument
     return [
         add("--algorithm", choices=ALGORITHMS),
@@ -334,7 +394,7 @@ def _reconstruct_options(r) -> list:
                                                    "OUT.checkpoint.h5 when it exists (rerun batch jobs)"),
         add("--flip-translation", action="store_true",
             help="mirror the positions: the file holds the other party's positions than its format says"),
-        *_input_options(add),
+        *(_input_options(add) if inputs else []),
         add("--no-preview", action="store_true", help="do not write the PNG preview"),
         add("--quiet", action="store_true", help="no per-epoch progress"),
         add("-v", "--verbose", action="store_true"),
@@ -420,6 +480,37 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", required=True, help="product file to write (HDF5)")
     _reconstruct_options(r)
     r.set_defaults(run=_reconstruct)
+
+    y = sub.add_parser("replay", help="serve a scan as a detector and a positions channel over PV Access (demo)")
+    y.add_argument("input", help="any input ptyhpc reads")
+    y.add_argument("--frames", required=True, metavar="CH", help="frames channel (NTNDArray, uniqueId = trigger)")
+    y.add_argument("--positions", dest="positions_channel", required=True, metavar="CH", help="positions channel")
+    y.add_argument("--rate", type=float, default=100.0, metavar="HZ", help="frames per second (0: as fast as can)")
+    y.add_argument("--shuffle", action="store_true", help="frames out of order")
+    y.add_argument("--drop", type=float, default=0.0, metavar="P", help="fraction of frames never sent")
+    y.add_argument("--duplicate", type=float, default=0.0, metavar="P", help="fraction of frames sent twice")
+    y.add_argument("--positions-chunk", type=int, default=50, metavar="K", help="positions per update")
+    y.add_argument("--seed", type=int, default=0)
+    y.add_argument("--start-delay", type=float, default=2.0, metavar="S", help="seconds before the first frame")
+    y.add_argument("--linger", type=float, default=2.0, metavar="S", help="seconds served after the end marker")
+    y.add_argument("--flip-translation", action="store_true", help="as for reconstruct")
+    y.set_defaults(run=_replay, reader=None, positions=None, positions_reader=None, crop=0, subset=None)
+
+    st = sub.add_parser("stream", help="receive frames and positions over PV Access, join them, reconstruct")
+    st.add_argument("-o", "--output", required=True, help="product file to write (and OUT.scan.cxi, the joined scan)")
+    st.add_argument("--frames", required=True, metavar="CH")
+    st.add_argument("--positions", dest="positions_channel", required=True, metavar="CH")
+    st.add_argument("--expected", type=int, metavar="N", help="the scan ends after N joined frames")
+    st.add_argument("--final-epochs", type=int, default=50, metavar="E", help="epochs run once the scan has ended")
+    st.add_argument("--quiet-seconds", type=float, default=2.0, metavar="S",
+                    help="after the end marker, end when nothing arrived for S seconds")
+    st.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                    help="a channel silent for S seconds from the start is an error; both silent: the scan ends")
+    st.add_argument("--energy-ev", type=float, help="photon energy (eV)")
+    st.add_argument("--distance", type=float, help="sample-detector distance (m)")
+    st.add_argument("--detector-pixel", type=float, help="detector pixel size (m)")
+    _reconstruct_options(st, inputs=False)
+    st.set_defaults(run=_stream, reader=None, positions=None, positions_reader=None, crop=0, subset=None)
 
     c = sub.add_parser("compare", help="object and probe NRMSE of a result against ground truth")
     c.add_argument("result")

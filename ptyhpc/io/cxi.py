@@ -103,3 +103,36 @@ def _load(f, path, flip_translation):
         distance=distance, detector_pixel=pixel, reader=reader, centred=True, sources=sources,
         convention=convention, focus_distance=focus,
     )
+
+
+def write(path, frames, x_m, y_m, energy_ev: float, distance: float, detector_pixel: float, triggers=None) -> None:
+    """A CXI file of ``frames`` (POSI, N, N) as the detector gave them (centred, any number type) with probe
+    positions ``x_m``/``y_m`` (metres; stored as the sample's translation, their negative, as cdtools and
+    :func:`load` read it), the geometry and, given, each frame's detector trigger count
+    (``detector_1/trigger_count``, areaDetector's uniqueId); written to ``path.partial`` and renamed."""
+    import os
+
+    import h5py
+
+    from ..units import ELECTRON_VOLT
+
+    frames = np.asarray(frames)
+    translation = np.zeros((len(frames), 3))
+    translation[:, 0], translation[:, 1] = -np.asarray(x_m), -np.asarray(y_m)
+    tmp = f"{path}.partial"
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["cxi_version"] = 160
+            det = f.create_group("entry_1/instrument_1/detector_1")
+            det.create_dataset("data", data=frames, chunks=(1,) + frames.shape[1:])
+            det["distance"], det["x_pixel_size"], det["y_pixel_size"] = distance, detector_pixel, detector_pixel
+            if triggers is not None:
+                det["trigger_count"] = np.asarray(triggers, dtype=np.int64)
+            f["entry_1/instrument_1/source_1/energy"] = energy_ev * ELECTRON_VOLT
+            f["entry_1/sample_1/geometry_1/translation"] = translation
+            f["entry_1/data_1/data"] = h5py.SoftLink("/entry_1/instrument_1/detector_1/data")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

@@ -1,0 +1,183 @@
+"""Streaming over EPICS PV Access with pvapy: a scan served as a detector plus a positions channel (``replay``),
+and a receiver that joins the two by trigger count (``Receiver``, feeding an ``io.join.Joiner``).
+
+Channels: frames are areaDetector NTNDArrays whose ``uniqueId`` is the trigger count (made and read with pvapy's
+``AdImageUtility``); positions are a structure ``{trigger: ulong[], x: double[], y: double[], last: boolean}``
+(probe positions in metres), one update per chunk, ``last`` set on the update that ends the scan.
+Network: ``loopback()`` keeps the PV Access client and server on 127.0.0.1 (no broadcast elsewhere) unless the
+environment already says otherwise; tests and the demo use it.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+
+from .join import Joiner
+
+POSITIONS = None
+"""The positions channel's structure (made on first use: pvaccess is imported only when streaming)."""
+
+
+def loopback(env=os.environ) -> None:
+    """PV Access on 127.0.0.1 only: no automatic address list (no broadcast), the server bound to loopback.
+    Values already in the environment are kept."""
+    env.setdefault("EPICS_PVA_AUTO_ADDR_LIST", "NO")
+    env.setdefault("EPICS_PVA_ADDR_LIST", "127.0.0.1")
+    env.setdefault("EPICS_PVAS_INTF_ADDR_LIST", "127.0.0.1")
+
+
+def _pva():
+    loopback()
+    import pvaccess
+
+    global POSITIONS
+    if POSITIONS is None:
+        POSITIONS = {"trigger": [pvaccess.ULONG], "x": [pvaccess.DOUBLE], "y": [pvaccess.DOUBLE],
+                     "last": pvaccess.BOOLEAN}
+    return pvaccess
+
+
+def schedule(count: int, chunk: int, shuffle: bool, drop: float, duplicate: float, seed: int = 0) -> list:
+    """The order of a replay: a list of ("frame", index) and ("positions", start, stop) events (indices 0-based;
+    trigger count = index + 1). Frames in scan order or shuffled; a fraction ``drop`` never sent; a fraction
+    ``duplicate`` sent twice (the second time a few frames later). Positions in chunks of ``chunk``: even chunks
+    before their first frame, odd ones after their last (so both orders occur)."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(count) if shuffle else np.arange(count)
+    keep = order[rng.random(count) >= drop]
+    events = [("frame", int(i)) for i in keep]
+    for i in keep[rng.random(len(keep)) < duplicate]:
+        at = next(k for k, e in enumerate(events) if e == ("frame", int(i)))
+        events.insert(min(at + 1 + int(rng.integers(1, 8)), len(events)), ("frame", int(i)))
+    chunks = [(s, min(s + chunk, count)) for s in range(0, count, chunk)]
+    for c, (start, stop) in enumerate(chunks):
+        members = [k for k, e in enumerate(events) if e[0] == "frame" and start <= e[1] < stop]
+        if c % 2 == 0 or not members:
+            at = members[0] if members else len(events)
+        else:
+            at = members[-1] + 1
+        events.insert(at, ("positions", start, stop))
+    return events
+
+
+def replay(frames, x, y, frames_channel: str, positions_channel: str, rate: float, events: list,
+           start_delay: float = 2.0, linger: float = 2.0, log=print) -> dict:
+    """Serve ``frames`` (POSI, N, N) integers as stored by the detector, with probe positions ``x``/``y``
+    (metres), on two PV Access channels of a pvapy server, following ``events`` (:func:`schedule`) at ``rate``
+    frames per second; then send the end marker and keep serving ``linger`` seconds. Returns what was sent."""
+    pva = _pva()
+    from pvapy.utility.adImageUtility import AdImageUtility
+
+    server = pva.PvaServer()
+    server.addRecord(frames_channel, pva.NtNdArray())
+    server.addRecord(positions_channel, pva.PvObject(POSITIONS))
+    log(f"replay: serving {frames_channel} and {positions_channel}; starting in {start_delay:g} s")
+    time.sleep(start_delay)
+    sent = {"frames": 0, "positions": 0}
+    period = 1.0 / rate if rate > 0 else 0.0
+    t0 = time.perf_counter()
+    for event in events:
+        if event[0] == "frame":
+            i = event[1]
+            server.update(frames_channel, AdImageUtility.generateNtNdArray2D(i + 1, np.ascontiguousarray(frames[i])))
+            sent["frames"] += 1
+            wait = t0 + sent["frames"] * period - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+        else:
+            _, start, stop = event
+            server.update(positions_channel, pva.PvObject(POSITIONS, {
+                "trigger": list(range(start + 1, stop + 1)), "x": [float(v) for v in x[start:stop]],
+                "y": [float(v) for v in y[start:stop]], "last": False}))
+            sent["positions"] += stop - start
+    server.update(positions_channel, pva.PvObject(POSITIONS, {"trigger": [], "x": [], "y": [], "last": True}))
+    sent["seconds"] = time.perf_counter() - t0
+    log(f"replay: sent {sent['frames']} frames and {sent['positions']} positions in {sent['seconds']:.2f} s; "
+        f"end marker sent, serving {linger:g} s more")
+    time.sleep(linger)
+    return sent
+
+
+class Receiver:
+    """Subscribes to the frames and positions channels and joins what arrives (``joiner``, under a lock).
+
+    ``wait(expected, quiet, timeout)`` returns when ``expected`` frames are joined, or the end marker came and
+    nothing has arrived for ``quiet`` seconds, or nothing at all has come for ``timeout`` seconds (then it raises
+    TimeoutError naming the silent channel)."""
+
+    def __init__(self, frames_channel: str, positions_channel: str):
+        pva = _pva()
+        from pvapy.utility.adImageUtility import AdImageUtility
+
+        self._reshape = AdImageUtility.reshapeNtNdArray
+        self.names = (frames_channel, positions_channel)
+        self.joiner = Joiner()
+        self.lock = threading.Lock()
+        self.last_arrival = {"frames": None, "positions": None}
+        self.ended = False
+        self.errors = []
+        self.channels = [pva.Channel(frames_channel, pva.PVA), pva.Channel(positions_channel, pva.PVA)]
+        self.channels[0].subscribe("ptyhpc", self._on_frame)
+        self.channels[1].subscribe("ptyhpc", self._on_positions)
+        for c in self.channels:
+            c.startMonitor()
+
+    def _on_frame(self, pv):
+        try:
+            uid, image, *_ = self._reshape(pv)
+            if image is None or uid <= 0:  # the record's initial, empty value
+                return
+            with self.lock:
+                self.last_arrival["frames"] = time.monotonic()
+                self.joiner.add_frame(uid, image)
+        except Exception as e:  # a callback must not raise into pvapy's thread: kept, raised by wait()
+            self.errors.append(f"{self.names[0]}: {e}")
+
+    def _on_positions(self, pv):
+        try:
+            with self.lock:
+                self.last_arrival["positions"] = time.monotonic()
+                if pv["last"]:
+                    self.ended = True
+                self.joiner.add_positions(pv["trigger"], pv["x"], pv["y"])
+        except Exception as e:
+            self.errors.append(f"{self.names[1]}: {e}")
+
+    def wait(self, expected: int | None, quiet: float = 2.0, timeout: float = 30.0, poll: float = 0.05) -> str:
+        """Block until the scan is over; returns why ('expected', 'end marker' or 'quiet')."""
+        start = time.monotonic()
+        while True:
+            time.sleep(poll)
+            if self.errors:
+                raise ValueError(self.errors[0])
+            now = time.monotonic()
+            with self.lock:
+                joined = len(self.joiner.joined)
+                arrivals = [t for t in self.last_arrival.values() if t is not None]
+                silent = [name for name, key in zip(self.names, ("frames", "positions"))
+                          if self.last_arrival[key] is None]
+            if expected is not None and joined >= expected:
+                return "expected"
+            latest = max(arrivals) if arrivals else start
+            if self.ended and now - latest >= quiet:
+                return "end marker"
+            if silent and now - start >= timeout:
+                raise TimeoutError(f"{', '.join(silent)}: nothing received in {timeout:g} s (is the channel "
+                                   f"served, and reachable with EPICS_PVA_ADDR_LIST="
+                                   f"{os.environ.get('EPICS_PVA_ADDR_LIST', '')}?)")
+            if not silent and now - latest >= timeout:
+                return "quiet"
+
+    def close(self) -> dict:
+        for c in self.channels:
+            try:
+                c.stopMonitor()
+                c.unsubscribe("ptyhpc")
+            except Exception:  # a channel that never connected
+                pass
+        with self.lock:
+            self.joiner.close()
+        return self.joiner

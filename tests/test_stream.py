@@ -1,0 +1,155 @@
+"""Streaming: frames and positions joined by trigger count, over real PV Access (pvapy servers and clients on
+127.0.0.1 only: EPICS_PVA_AUTO_ADDR_LIST=NO, EPICS_PVA_ADDR_LIST=127.0.0.1, the server bound to 127.0.0.1, ports
+of their own)."""
+import json
+import os
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from ptyhpc.compare import object_errors
+from ptyhpc.io import load
+from ptyhpc.io.join import Joiner
+from ptyhpc.io.product import read_product
+from ptyhpc.io.pva import schedule
+
+SMALL = ["--object-size", "192", "--probe-size", "64", "--positions", "150", "--probe-diameter", "22",
+         "--aperture-radius", "8"]
+GEOMETRY = ["--energy-ev", "10000", "--distance", "2", "--detector-pixel", "75e-6"]
+
+
+@pytest.fixture
+def pva_env():
+    pytest.importorskip("pvaccess")
+    env = dict(os.environ, EPICS_PVA_AUTO_ADDR_LIST="NO", EPICS_PVA_ADDR_LIST="127.0.0.1",
+               EPICS_PVAS_INTF_ADDR_LIST="127.0.0.1", EPICS_PVA_SERVER_PORT="15175",
+               EPICS_PVA_BROADCAST_PORT="15176")
+    return env
+
+
+def test_joiner_pairs_only_by_trigger_count():
+    rng = np.random.default_rng(0)
+    frames = {t: np.full((4, 4), t) for t in range(1, 101)}
+    xy = {t: (t * 1e-6, -t * 1e-6) for t in range(1, 101)}
+    j = Joiner()
+    order = rng.permutation(np.arange(1, 101))
+    dropped = set(order[:5].tolist())
+    for t in order[5:]:
+        j.add_frame(t, frames[t])
+    for t in order[5:10]:
+        j.add_frame(t, frames[t])  # duplicates, same content
+    j.add_frame(int(order[10]), frames[int(order[10])] + 1)  # a duplicate that differs: a conflict, first kept
+    for start in range(1, 101, 20):  # positions in chunks, after their frames
+        ts = list(range(start, start + 20))
+        j.add_positions(ts, [xy[t][0] for t in ts], [xy[t][1] for t in ts])
+    j.add_positions([7], [1.0], [1.0])  # a duplicate position that differs
+    r = j.report(expected=100)
+    assert r["joined"] == 95 and r["duplicate_frames"] == 6 and r["conflicts"] == 2
+    assert r["positions_without_frame"] == sorted(dropped) and r["never_arrived"] == []
+    triggers, stack, x, y = j.scan()
+    for t, f, a, b in zip(triggers, stack, x, y):
+        assert (f == t).all() and (a, b) == xy[t]  # every pattern with its own position
+    j.close()
+    assert j.add_frame(500, frames[1]) == [] and j.report()["late"] == 1
+
+
+def test_schedule_drops_duplicates_and_sends_positions_both_before_and_after():
+    events = schedule(200, 20, shuffle=True, drop=0.05, duplicate=0.05, seed=3)
+    sent = [e[1] for e in events if e[0] == "frame"]
+    assert 180 <= len(set(sent)) <= 199 and len(sent) > len(set(sent))
+    chunks = [(k, e) for k, e in enumerate(events) if e[0] == "positions"]
+    assert sorted(e[1] for _, e in chunks) == list(range(0, 200, 20))
+    before = after = 0
+    for k, (_, start, stop) in chunks:
+        at = [i for i, e in enumerate(events) if e[0] == "frame" and start <= e[1] < stop]
+        before += k < min(at)
+        after += k > max(at)
+    assert before >= 3 and after >= 3
+
+
+def _replay(env, data, tag, *extra):
+    return subprocess.Popen([sys.executable, "-m", "ptyhpc", "replay", data, "--frames", f"{tag}:frames",
+                             "--positions", f"{tag}:positions", "--start-delay", "3", "--linger", "3", *extra],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _stream(env, tag, out, *extra, ranks=1):
+    mpi = ["mpiexec", "-n", str(ranks)] if ranks > 1 else []
+    return subprocess.run(mpi + [sys.executable, "-m", "ptyhpc", "stream", "--frames", f"{tag}:frames",
+                                 "--positions", f"{tag}:positions", "-o", out, *GEOMETRY, "--quiet",
+                                 "--no-preview", *extra], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_stream_joins_shuffled_dropped_duplicated_frames_correctly(tmp_path, pva_env):
+    """150 frames replayed shuffled, 5 % dropped, 5 % duplicated, positions in chunks of 20 before and after
+    their frames: every joined pattern is the file's pattern of its trigger count with its own position, the
+    dropped ones are reported, nothing is paired wrongly; then 2 ranks reconstruct the joined scan."""
+    data = tmp_path / "s.cxi"
+    subprocess.run([sys.executable, "-m", "ptyhpc", "simulate", data, *SMALL, "--initial-probe",
+                    tmp_path / "p0.npy"], check=True, capture_output=True)
+    replay = _replay(pva_env, data, "t1", "--shuffle", "--drop", "0.05", "--duplicate", "0.05",
+                     "--positions-chunk", "20", "--rate", "300", "--seed", "5")
+    out = tmp_path / "out.h5"
+    r = _stream(pva_env, "t1", out, "--final-epochs", "5", "--quiet-seconds", "1", "--timeout", "20", "--probe",
+                tmp_path / "p0.npy", ranks=2)
+    replay.wait(timeout=60)
+    assert r.returncode == 0, r.stderr + replay.stdout.read()
+    events = schedule(150, 20, True, 0.05, 0.05, 5)
+    dropped = sorted(set(range(150)) - {e[1] for e in events if e[0] == "frame"})
+    report = json.loads((tmp_path / "out.stream.json").read_text())
+    assert report["positions_without_frame"] == [t + 1 for t in dropped] and dropped
+    assert report["joined"] == 150 - len(dropped) and report["conflicts"] == 0
+    assert report["duplicate_frames"] == sum(e[0] == "frame" for e in events) - (150 - len(dropped))
+    d = load(data)
+    original = np.fft.fftshift(d.read_patterns(np.arange(150)).intensity, axes=(-2, -1))
+    with h5py.File(tmp_path / "out.scan.cxi") as f:
+        triggers = f["entry_1/instrument_1/detector_1/trigger_count"][()]
+        frames = f["entry_1/instrument_1/detector_1/data"][()]
+    assert np.array_equal(frames, original[triggers - 1])  # each frame is its own trigger's pattern
+    joined = load(tmp_path / "out.scan.cxi")
+    offset = np.median(joined.scan - d.scan[triggers - 1], axis=0)
+    assert np.abs(joined.scan - d.scan[triggers - 1] - offset).max() < 1e-6  # ... at its own position
+    assert len(read_product(out)["scan"]) == len(triggers)
+
+
+def test_stream_of_a_replay_matches_the_offline_reconstruction(tmp_path, pva_env):
+    """A shuffled replay of the whole small set, then 30 epochs: the object's error within 1.1x of ``ptyhpc
+    reconstruct`` of the same file with the same settings."""
+    data = tmp_path / "s.cxi"
+    subprocess.run([sys.executable, "-m", "ptyhpc", "simulate", data, *SMALL, "--initial-probe",
+                    tmp_path / "p0.npy"], check=True, capture_output=True)
+    replay = _replay(pva_env, data, "t2", "--shuffle", "--rate", "300")
+    r = _stream(pva_env, "t2", tmp_path / "stream.h5", "--expected", "150", "--final-epochs", "30", "--probe",
+                tmp_path / "p0.npy", "--timeout", "20")
+    replay.wait(timeout=60)
+    assert r.returncode == 0, r.stderr
+    subprocess.run([sys.executable, "-m", "ptyhpc", "reconstruct", data, "-o", tmp_path / "offline.h5", "--epochs",
+                    "30", "--probe", tmp_path / "p0.npy", "--quiet", "--no-preview"], check=True, capture_output=True)
+    truth = read_product(tmp_path / "s_truth.h5")
+    errors = []
+    for name in ("stream.h5", "offline.h5"):
+        p = read_product(tmp_path / name)
+        errors.append(object_errors(p["object"], p["scan"], truth["object"], truth["scan"], 64)["object_nrmse_ramp"])
+    assert errors[0] <= 1.1 * errors[1], errors
+
+
+def test_a_positions_channel_that_never_appears_is_a_clear_error_on_every_rank(tmp_path, pva_env):
+    data = tmp_path / "s.cxi"
+    subprocess.run([sys.executable, "-m", "ptyhpc", "simulate", data, *SMALL], check=True, capture_output=True)
+    replay = _replay(pva_env, data, "t3", "--rate", "50")
+    r = _stream(pva_env, "t3", tmp_path / "out.h5", "--timeout", "6")  # listens to t3:positions... served
+    replay.wait(timeout=60)
+    assert r.returncode == 0, r.stderr  # the control: served, it works
+    replay = _replay(pva_env, data, "t4", "--rate", "50")
+    mpi = ["mpiexec", "-n", "2"]
+    r = subprocess.run(mpi + [sys.executable, "-m", "ptyhpc", "stream", "--frames", "t4:frames", "--positions",
+                              "nobody:positions", "-o", tmp_path / "x.h5", *GEOMETRY, "--timeout", "6"],
+                       env=pva_env, capture_output=True, text=True, timeout=120)
+    replay.kill()
+    assert r.returncode != 0
+    lines = [line for line in r.stderr.splitlines() if "error" in line]
+    assert any("nobody:positions: nothing received in 6 s" in line for line in lines), r.stderr
+    assert not (tmp_path / "x.h5").exists() and not (tmp_path / "x.scan.cxi").exists()
