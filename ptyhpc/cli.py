@@ -196,40 +196,48 @@ def _replay(args) -> int:
 
 def _stream(args) -> int:
     from .comm import world
+    from .stream import Live, run
 
     comm = world()
     rank = comm.Get_rank() if comm is not None else 0
-    _config(args)  # settings errors before anything is received
+    cfg = _config(args)  # settings errors before anything is received
     for name in ("energy_ev", "distance", "detector_pixel"):
         if not getattr(args, name) or getattr(args, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')}: needed (> 0) to turn positions in metres into pixels")
-    scan = os.path.splitext(os.fspath(args.output))[0] + ".scan.cxi"
+    stem = os.path.splitext(os.fspath(args.output))[0]
+    probe = _initial(args.probe, "probe") if args.probe else None
+    live = Live(cfg, comm, args.energy_ev, args.distance, args.detector_pixel, probe=probe, log=log.info)
+    receiver = preview = None
     if rank == 0:
-        from .io import cxi, pva
+        from .io import pva
 
         receiver = pva.Receiver(args.frames, args.positions_channel)
-        try:
-            why = receiver.wait(args.expected, quiet=args.quiet_seconds, timeout=args.timeout)
-        finally:
-            joiner = receiver.close()
+        preview = pva.Preview(args.preview) if args.preview else None
+    try:
+        result = run(live, receiver, args.expected, args.quiet_seconds, args.timeout, args.final_epochs,
+                     preview=preview, previewing=bool(args.preview), preview_every=args.preview_every)
+    finally:
+        joiner = receiver.close() if receiver is not None else None
+    live.rec.write(args.output)
+    if rank == 0:
+        from .io import cxi
+
         report = joiner.report(args.expected)
-        triggers, frames, x, y = joiner.scan()
-        print(f"stream: scan over ({why}): {report['joined']} frames joined with their positions; "
-              f"{report['duplicate_frames']} duplicate frames and {report['duplicate_positions']} duplicate "
-              f"positions dropped ({report['conflicts']} conflicting), {len(report['frames_without_position'])} "
-              f"frames without a position, {len(report['positions_without_frame'])} positions without a frame"
-              + (f", {len(report['never_arrived'])} of {args.expected} never arrived" if args.expected else ""),
-              file=sys.stderr, flush=True)
-        if len(triggers) == 0:
-            raise ValueError(f"{args.frames}: no frame could be joined with a position: nothing to reconstruct")
-        cxi.write(scan, frames, x, y, args.energy_ev, args.distance, args.detector_pixel, triggers=triggers)
-        with open(os.path.splitext(os.fspath(args.output))[0] + ".stream.json", "w") as f:
-            json.dump({k: (v if not isinstance(v, list) else v[:1000]) for k, v in report.items()}, f)
-    if comm is not None and comm.Get_size() > 1:
-        comm.Barrier()  # the joined scan is on disk before any rank reads it
-    args.input, args.epochs, args.reader, args.subset = scan, args.final_epochs, None, None
-    args.flip_translation = False
-    return _reconstruct(args)
+        report.update(result)
+        order = np.argsort(live.triggers, kind="stable")  # the joined scan in trigger order, as the product
+        cxi.write(stem + ".scan.cxi", np.asarray(live.frames)[order], np.asarray(live.x)[order],
+                  np.asarray(live.y)[order], args.energy_ev, args.distance, args.detector_pixel,
+                  triggers=np.asarray(live.triggers)[order])
+        with open(stem + ".stream.json", "w") as f:
+            json.dump(report, f)
+        print(f"stream: scan over ({result['why']}): {report['joined']} frames joined with their positions, "
+              f"{result['epochs_while_streaming']} epochs while it ran; {report['duplicate_frames']} duplicate "
+              f"frames and {report['duplicate_positions']} duplicate positions dropped ({report['conflicts']} "
+              f"conflicting), {len(report['frames_without_position'])} frames without a position, "
+              f"{len(report['positions_without_frame'])} positions without a frame"
+              + (f", {len(report['never_arrived'])} of {args.expected} never arrived" if args.expected else "")
+              + f"; wrote {args.output}, {stem}.scan.cxi, {stem}.stream.json", file=sys.stderr)
+    return 0
 
 
 def _site(args):
@@ -506,6 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="after the end marker, end when nothing arrived for S seconds")
     st.add_argument("--timeout", type=float, default=30.0, metavar="S",
                     help="a channel silent for S seconds from the start is an error; both silent: the scan ends")
+    st.add_argument("--preview", metavar="CH", help="publish previews on CH (phase), CH:amplitude, CH:probe, CH:cost")
+    st.add_argument("--preview-every", type=float, default=1.0, metavar="S", help="seconds between previews")
     st.add_argument("--energy-ev", type=float, help="photon energy (eV)")
     st.add_argument("--distance", type=float, help="sample-detector distance (m)")
     st.add_argument("--detector-pixel", type=float, help="detector pixel size (m)")

@@ -153,3 +153,44 @@ def test_a_positions_channel_that_never_appears_is_a_clear_error_on_every_rank(t
     lines = [line for line in r.stderr.splitlines() if "error" in line]
     assert any("nobody:positions: nothing received in 6 s" in line for line in lines), r.stderr
     assert not (tmp_path / "x.h5").exists() and not (tmp_path / "x.scan.cxi").exists()
+
+
+def test_previews_are_published_while_the_scan_runs(tmp_path, pva_env):
+    """Frames at 50 Hz (3 s for the scan) with --preview: epochs run while they arrive, and a plain pvapy client
+    reads the previews back: phase images of the growing object that change as epochs run, the last one the
+    product's object shape; the first preview comes within 5 s of the first frame."""
+    import threading
+
+    data = tmp_path / "s.cxi"
+    subprocess.run([sys.executable, "-m", "ptyhpc", "simulate", data, *SMALL, "--initial-probe",
+                    tmp_path / "p0.npy"], check=True, capture_output=True)
+    script = tmp_path / "client.py"
+    script.write_text(
+        "import sys, time, json, numpy as np, pvaccess as pva\n"
+        "from pvapy.utility.adImageUtility import AdImageUtility\n"
+        "seen = []\n"
+        "def on(pv):\n"
+        "    uid, image, *_ = AdImageUtility.reshapeNtNdArray(pv)\n"
+        "    if image is not None and uid > 0:\n"
+        "        seen.append((uid, image.shape, float(np.abs(image).sum())))\n"
+        "c = pva.Channel('t5:preview', pva.PVA); c.subscribe('x', on); c.startMonitor()\n"
+        "time.sleep(float(sys.argv[1])); c.stopMonitor()\n"
+        "print(json.dumps(seen))\n")
+    client = subprocess.Popen([sys.executable, script, "14"], env=pva_env, stdout=subprocess.PIPE, text=True)
+    replay = _replay(pva_env, data, "t5", "--rate", "50")
+    out = tmp_path / "out.h5"
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(r=_stream(
+        pva_env, "t5", out, "--expected", "150", "--final-epochs", "10", "--probe", tmp_path / "p0.npy",
+        "--preview", "t5:preview", "--preview-every", "0.2", "--timeout", "20")))
+    thread.start()
+    thread.join()
+    replay.wait(timeout=60)
+    seen = json.loads(client.communicate(timeout=60)[0])
+    assert result["r"].returncode == 0, result["r"].stderr
+    report = json.loads((tmp_path / "out.stream.json").read_text())
+    assert report["epochs_while_streaming"] >= 3 and report["timings"]["first_preview"] < 5.0, report
+    assert len(seen) >= 3, seen
+    ids = [s[0] for s in seen]
+    assert ids == sorted(ids) and len(set(s[2] for s in seen)) == len(seen)  # each preview differs
+    assert tuple(seen[-1][1]) == read_product(out)["object"].shape

@@ -41,6 +41,8 @@ class Joiner:
     counts: dict = field(default_factory=lambda: dict.fromkeys(
         ("frames", "positions", "duplicate_frames", "duplicate_positions", "conflicts", "late"), 0))
     closed: bool = False
+    fresh: list = field(default_factory=list)
+    """Joined items not yet taken (:meth:`take`), in the order they were joined."""
 
     def add_frame(self, trigger: int, frame) -> list:
         trigger = int(trigger)
@@ -83,7 +85,13 @@ class Joiner:
     def _join(self, trigger, frame, x, y) -> Joined:
         item = Joined(trigger, np.array(frame, copy=True), x, y)
         self.joined[trigger] = item
+        self.fresh.append(item)
         return item
+
+    def take(self) -> list:
+        """The items joined since the last call."""
+        out, self.fresh = self.fresh, []
+        return out
 
     def close(self) -> None:
         """The scan has ended: nothing more joins."""

@@ -119,6 +119,9 @@ class Receiver:
         self.last_arrival = {"frames": None, "positions": None}
         self.ended = False
         self.errors = []
+        self.started = time.monotonic()
+        self.first_frame = None
+        """time.monotonic() of the first frame received (for the latency figures)."""
         self.channels = [pva.Channel(frames_channel, pva.PVA), pva.Channel(positions_channel, pva.PVA)]
         self.channels[0].subscribe("ptyhpc", self._on_frame)
         self.channels[1].subscribe("ptyhpc", self._on_positions)
@@ -132,6 +135,7 @@ class Receiver:
                 return
             with self.lock:
                 self.last_arrival["frames"] = time.monotonic()
+                self.first_frame = self.first_frame or self.last_arrival["frames"]
                 self.joiner.add_frame(uid, image)
         except Exception as e:  # a callback must not raise into pvapy's thread: kept, raised by wait()
             self.errors.append(f"{self.names[0]}: {e}")
@@ -146,32 +150,43 @@ class Receiver:
         except Exception as e:
             self.errors.append(f"{self.names[1]}: {e}")
 
+    def status(self, expected: int | None, quiet: float = 2.0, timeout: float = 30.0) -> str | None:
+        """Why the scan is over ('expected' frames joined, 'end marker' then ``quiet`` seconds without data, or
+        'quiet': ``timeout`` seconds without any), or None while it runs. A channel from which nothing at all came
+        within ``timeout`` seconds of the start is an error (TimeoutError naming it)."""
+        if self.errors:
+            raise ValueError(self.errors[0])
+        now = time.monotonic()
+        with self.lock:
+            joined = len(self.joiner.joined)
+            arrivals = [t for t in self.last_arrival.values() if t is not None]
+            silent = [name for name, key in zip(self.names, ("frames", "positions")) if self.last_arrival[key] is None]
+        if expected is not None and joined >= expected:
+            return "expected"
+        latest = max(arrivals) if arrivals else self.started
+        if self.ended and now - latest >= quiet:
+            return "end marker"
+        if silent and now - self.started >= timeout:
+            raise TimeoutError(f"{', '.join(silent)}: nothing received in {timeout:g} s (is the channel served, and "
+                               f"reachable with EPICS_PVA_ADDR_LIST={os.environ.get('EPICS_PVA_ADDR_LIST', '')}?)")
+        if not silent and now - latest >= timeout:
+            return "quiet"
+        return None
+
+    def take(self) -> list:
+        """The items joined since the last call (``io.join.Joined``)."""
+        with self.lock:
+            return self.joiner.take()
+
     def wait(self, expected: int | None, quiet: float = 2.0, timeout: float = 30.0, poll: float = 0.05) -> str:
-        """Block until the scan is over; returns why ('expected', 'end marker' or 'quiet')."""
-        start = time.monotonic()
+        """Block until the scan is over; returns why (:meth:`status`)."""
         while True:
             time.sleep(poll)
-            if self.errors:
-                raise ValueError(self.errors[0])
-            now = time.monotonic()
-            with self.lock:
-                joined = len(self.joiner.joined)
-                arrivals = [t for t in self.last_arrival.values() if t is not None]
-                silent = [name for name, key in zip(self.names, ("frames", "positions"))
-                          if self.last_arrival[key] is None]
-            if expected is not None and joined >= expected:
-                return "expected"
-            latest = max(arrivals) if arrivals else start
-            if self.ended and now - latest >= quiet:
-                return "end marker"
-            if silent and now - start >= timeout:
-                raise TimeoutError(f"{', '.join(silent)}: nothing received in {timeout:g} s (is the channel "
-                                   f"served, and reachable with EPICS_PVA_ADDR_LIST="
-                                   f"{os.environ.get('EPICS_PVA_ADDR_LIST', '')}?)")
-            if not silent and now - latest >= timeout:
-                return "quiet"
+            why = self.status(expected, quiet, timeout)
+            if why:
+                return why
 
-    def close(self) -> dict:
+    def close(self) -> Joiner:
         for c in self.channels:
             try:
                 c.stopMonitor()
@@ -181,3 +196,32 @@ class Receiver:
         with self.lock:
             self.joiner.close()
         return self.joiner
+
+
+class Preview:
+    """Previews on PV Access (a pvapy server): ``CH`` the object's phase and ``CH:amplitude`` its amplitude
+    (NTNDArray, float32, uniqueId = the preview's number), ``CH:probe`` the amplitude of the probe's first mode,
+    ``CH:cost`` {preview, cost, positions}."""
+
+    def __init__(self, channel: str):
+        pva = _pva()
+        from pvapy.utility.adImageUtility import AdImageUtility
+
+        self._make = AdImageUtility.generateNtNdArray2D
+        self.pva, self.channel, self.count = pva, channel, 0
+        self.cost_type = {"preview": pva.ULONG, "cost": pva.DOUBLE, "positions": pva.ULONG}
+        self.server = pva.PvaServer()
+        for suffix in ("", ":amplitude", ":probe"):
+            self.server.addRecord(channel + suffix, pva.NtNdArray())
+        self.server.addRecord(channel + ":cost", pva.PvObject(self.cost_type))
+
+    def publish(self, obj, probe, cost: float, positions: int) -> None:
+        self.count += 1
+        obj = np.asarray(obj)
+        for suffix, image in (("", np.angle(obj)), (":amplitude", np.abs(obj)),
+                              (":probe", np.abs(np.asarray(probe).reshape((-1,) + probe.shape[-2:])[0]))):
+            self.server.update(self.channel + suffix,
+                               self._make(self.count, np.ascontiguousarray(image, dtype=np.float32)))
+        self.server.update(self.channel + ":cost", self.pva.PvObject(self.cost_type, {
+            "preview": self.count, "cost": float(cost), "positions": int(positions)}))
+

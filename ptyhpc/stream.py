@@ -1,0 +1,137 @@
+"""Reconstruct while the scan runs: the joined frames and positions are a growing source of patterns, and the
+usual engine runs epochs over what has arrived.
+
+Rank 0 receives (``io.pva.Receiver``) and, at every epoch boundary, broadcasts what joined since the last one;
+every rank keeps the joined scan in memory (frames as the detector gave them). When the scan has grown enough
+(``GROWTH``) the reconstruction is set up afresh over all positions so far (a new partition: the object grows
+where they land), starting from the previous object (placed on the new grid by the positions the two share)
+and probe; otherwise one more epoch runs over the current positions. Rank 0 publishes a preview after every
+epoch at most every ``preview_every`` seconds. When the scan ends, the final epochs run over everything.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from .backend import asnumpy
+from .config import ReconConfig
+from .engine import Reconstruction
+from .io.dataset import from_arrays
+from .units import wavelength_from_ev
+
+GROWTH = 1.25
+"""Set the reconstruction up afresh when the joined positions have grown by this factor since the last set-up."""
+FIRST = 16
+"""Positions joined before the first epoch runs."""
+
+
+class Live:
+    """The growing scan and its reconstruction on the ranks of ``comm`` (every rank makes one)."""
+
+    def __init__(self, cfg: ReconConfig, comm, energy_ev: float, distance: float, detector_pixel: float,
+                 probe=None, log=None):
+        self.cfg, self.comm, self.log = cfg, comm, log or (lambda m: None)
+        self.geometry = (wavelength_from_ev(energy_ev), distance, detector_pixel)
+        self.frames, self.x, self.y, self.triggers = [], [], [], []
+        self.rec, self.built_with, self.epochs_run = None, 0, 0
+        self.probe0 = probe
+
+    def add(self, items) -> None:
+        for trigger, frame, x, y in items:
+            self.triggers.append(trigger)
+            self.frames.append(frame)
+            self.x.append(x)
+            self.y.append(y)
+
+    def dataset(self):
+        """The joined scan so far as a Dataset, in trigger order (frames centred, as received; positions metres ->
+        corners), and its trigger counts."""
+        wavelength, distance, pixel_d = self.geometry
+        order = np.argsort(self.triggers, kind="stable")
+        frames = np.asarray(self.frames)[order]
+        n = frames.shape[-1]
+        pixel = wavelength * distance / (n * pixel_d)
+        corners = np.stack([np.asarray(self.y)[order], np.asarray(self.x)[order]], axis=1) / pixel - n / 2
+        d = from_arrays(frames, corners, pixel_size=pixel, name="<stream>")
+        d = replace(d, centred=True, wavelength=wavelength, distance=distance, detector_pixel=pixel_d)
+        return d, np.asarray(self.triggers)[order]
+
+    def step(self, final: bool = False) -> None:
+        """One epoch, after setting up afresh when the scan has grown enough. While the scan runs the probe stays
+        as it started (refined from a partial, unevenly covered scan it was seen to drift and leave the final
+        epochs a worse start than a flat object); ``final``: set up over everything with the settings as given."""
+        count = len(self.frames)
+        if count < FIRST and not final:
+            return
+        if final or self.rec is None or count >= GROWTH * self.built_with:
+            self._build(self.cfg if final else replace(self.cfg, update_probe=False))
+        self.rec.iterate(1)
+        self.epochs_run += 1
+
+    def _build(self, cfg) -> None:
+        d, triggers = self.dataset()
+        probe, obj = self.probe0, None
+        if self.rec is not None:
+            probe = asnumpy(self.rec.state.probe)
+            old = self.rec.gather_object()
+            old = self.comm.bcast(old, root=0) if self.comm is not None else old
+            shared = np.searchsorted(triggers, self.built_triggers)  # the old positions among the new ones
+            shift = np.round(np.median(d.scan[shared] - self.rec.dataset.scan, axis=0)).astype(int)
+            obj = np.ones(d.object_shape, dtype=np.complex64)
+            (dy, dx), (h, w) = shift, old.shape
+            obj[dy:dy + h, dx:dx + w] = old  # the new grid holds the old one: positions only ever add
+        self.rec = Reconstruction(d, cfg, self.comm, probe=probe, obj=obj, log=self.log)
+        self.log(f"stream: {d.count} positions, object {d.object_shape[0]}x{d.object_shape[1]}")
+        self.built_with, self.built_triggers = d.count, triggers
+
+
+def run(live: Live, receiver, expected, quiet: float, timeout: float, final_epochs: int, preview=None,
+        previewing: bool = False, preview_every: float = 1.0, poll: float = 0.05) -> dict:
+    """Drive ``live`` until the scan ends, then its final epochs. ``receiver`` (rank 0 only, else None) is an
+    ``io.pva.Receiver``; ``preview`` (rank 0) an ``io.pva.Preview``, ``previewing`` whether there is one (every
+    rank). Collective. Returns timings (seconds from the first frame) and why the scan ended."""
+    comm = live.comm
+    rank = comm.Get_rank() if comm is not None else 0
+    timings, last_preview, why = {}, -np.inf, None
+    while True:
+        message = None
+        if rank == 0:
+            try:
+                why = receiver.status(expected, quiet, timeout)
+                message = ("ok", [(i.trigger, i.frame, i.x, i.y) for i in receiver.take()], why)
+            except (TimeoutError, ValueError) as e:
+                message = ("error", str(e), None)
+        message = comm.bcast(message, root=0) if comm is not None else message
+        if message[0] == "error":
+            raise TimeoutError(message[1]) if "nothing received" in message[1] else ValueError(message[1])
+        _, items, why = message
+        live.add(items)
+        if why:
+            break
+        before = live.epochs_run
+        live.step()
+        if live.epochs_run == before:
+            time.sleep(poll)
+            continue
+        if not previewing:
+            continue
+        now = time.monotonic()
+        publish = now - last_preview >= preview_every
+        publish = comm.bcast(publish, root=0) if comm is not None else publish
+        if publish:
+            obj = live.rec.gather_object()  # collective: every rank sends its core
+            if rank == 0:
+                preview.publish(obj, asnumpy(live.rec.state.probe), live.rec.history.costs[-1], len(live.frames))
+                timings.setdefault("first_preview", time.monotonic() - (receiver.first_frame or now))
+            last_preview = now
+    if rank == 0:
+        timings["last_frame"] = time.monotonic() - (receiver.first_frame or time.monotonic())
+    end = time.monotonic()
+    if not live.frames:
+        raise ValueError("no frame could be joined with a position: nothing to reconstruct")
+    live.step(final=True)
+    live.rec.iterate(max(final_epochs - 1, 0))
+    timings["final_epochs_seconds"] = time.monotonic() - end
+    return {"why": why, "timings": timings, "epochs_while_streaming": live.epochs_run - 1}
