@@ -182,13 +182,17 @@ def _replay(args) -> int:
     frames = frames.astype(np.uint16 if frames.max() < 65535 else np.uint32)
     px = dataset.pixel_size or 1.0
     centres = (dataset.scan + dataset.n / 2) * px  # probe positions, (row, col) metres
-    events = pva.schedule(dataset.count, args.positions_chunk, args.shuffle, args.drop, args.duplicate, args.seed)
+    if args.repeat > 1:  # the scan K times, each pass moved by a third of a pixel more (no two positions alike)
+        k = np.repeat(np.arange(args.repeat), dataset.count)[:, None]
+        frames, centres = np.tile(frames, (args.repeat, 1, 1)), np.tile(centres, (args.repeat, 1)) + k * px / 3
+    events = pva.schedule(len(frames), args.positions_chunk, args.shuffle, args.drop, args.duplicate, args.seed)
     if dataset.wavelength and dataset.distance and dataset.detector_pixel:
         from .units import ev_from_wavelength
 
         print(f"replay: receive with  ptyhpc stream --frames {args.frames} --positions {args.positions_channel} "
               f"--energy-ev {ev_from_wavelength(dataset.wavelength):.6g} --distance {dataset.distance:.6g} "
-              f"--detector-pixel {dataset.detector_pixel:.6g} --expected {dataset.count} -o OUT.h5", flush=True)
+              f"--detector-pixel {dataset.detector_pixel:.6g} --expected {dataset.count * args.repeat} -o OUT.h5",
+              flush=True)
     pva.replay(frames, centres[:, 1], centres[:, 0], args.frames, args.positions_channel, args.rate, events,
                start_delay=args.start_delay, linger=args.linger, log=lambda m: print(m, flush=True))
     return 0
@@ -499,6 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--duplicate", type=float, default=0.0, metavar="P", help="fraction of frames sent twice")
     y.add_argument("--positions-chunk", type=int, default=50, metavar="K", help="positions per update")
     y.add_argument("--seed", type=int, default=0)
+    y.add_argument("--repeat", type=int, default=1, metavar="K", help="serve the scan K times (rate tests)")
     y.add_argument("--start-delay", type=float, default=2.0, metavar="S", help="seconds before the first frame")
     y.add_argument("--linger", type=float, default=2.0, metavar="S", help="seconds served after the end marker")
     y.add_argument("--flip-translation", action="store_true", help="as for reconstruct")

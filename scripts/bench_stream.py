@@ -1,0 +1,82 @@
+"""Streaming figures on this machine (loopback PV Access): the frame rate ``ptyhpc stream`` keeps up with, the
+time to the first preview, and the time from the last frame to the final product.
+
+usage: python scripts/bench_stream.py [--rates 100,200,400] [--seconds 60] [--ranks 2] [--final-epochs 50]
+
+1. Rates: ``ptyhpc replay`` serves 128x128 uint16 frames (the default simulated set, repeated, each pass moved by a
+   third of a pixel) at each rate for ``--seconds``; ``mpiexec -n RANKS ptyhpc stream`` receives, joins and
+   reconstructs while they arrive; lost = frames sent but never joined. The highest rate without loss is reported.
+2. Latency: in the same runs, seconds from the first frame to the first published preview.
+3. End of scan: the default set (700 positions) replayed at 200 Hz, then ``--final-epochs``: seconds from the last
+   frame to the final product written.
+Writes benchmarks/stream.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import ptyhpc, save  # noqa: E402
+
+ENV = dict(os.environ, EPICS_PVA_AUTO_ADDR_LIST="NO", EPICS_PVA_ADDR_LIST="127.0.0.1",
+           EPICS_PVAS_INTF_ADDR_LIST="127.0.0.1", EPICS_PVA_SERVER_PORT="15275", EPICS_PVA_BROADCAST_PORT="15276")
+GEOMETRY = ["--energy-ev", "10000", "--distance", "2", "--detector-pixel", "75e-6"]
+
+
+def one(tmp, data, tag, rate, repeat, count, ranks, final_epochs, preview=True):
+    replay = subprocess.Popen([sys.executable, "-m", "ptyhpc", "replay", data, "--frames", f"{tag}:f", "--positions",
+                               f"{tag}:p", "--rate", str(rate), "--repeat", str(repeat), "--start-delay", "3",
+                               "--linger", "5"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = os.path.join(tmp, f"{tag}.h5")
+    mpi = ["mpiexec", "-n", str(ranks)] if ranks > 1 else []
+    t0 = time.monotonic()
+    r = subprocess.run(mpi + [sys.executable, "-m", "ptyhpc", "stream", "--frames", f"{tag}:f", "--positions",
+                              f"{tag}:p", "-o", out, *GEOMETRY, "--final-epochs", str(final_epochs), "--quiet",
+                              "--no-preview", "--quiet-seconds", "2", "--timeout", "30",
+                              *(["--preview", f"{tag}:preview", "--preview-every", "1"] if preview else [])],
+                       env=ENV, capture_output=True, text=True, timeout=3600)
+    wall = time.monotonic() - t0
+    replay.wait(timeout=120)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-3000:])
+    report = json.load(open(os.path.join(tmp, f"{tag}.stream.json")))
+    sent = count * repeat
+    return {"rate_hz": rate, "frames_sent": sent, "joined": report["joined"], "lost": sent - report["joined"],
+            "epochs_while_streaming": report["epochs_while_streaming"], "timings": report["timings"],
+            "wall_seconds": wall, "why": report["why"]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rates", default="100,200,400")
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--ranks", type=int, default=2)
+    ap.add_argument("--final-epochs", type=int, default=50)
+    args = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "std.cxi")
+        ptyhpc("simulate", data)
+        count = 700
+        for i, rate in enumerate(int(r) for r in args.rates.split(",")):
+            repeat = max(1, int(round(rate * args.seconds / count)))
+            row = one(tmp, data, f"r{i}", rate, repeat, count, args.ranks, final_epochs=1)
+            rows.append(row)
+            print(row, flush=True)
+        end = one(tmp, data, "end", 200, 1, count, args.ranks, args.final_epochs)
+        print(end, flush=True)
+    kept = [r["rate_hz"] for r in rows if r["lost"] == 0]
+    save("stream", {"ranks": args.ranks, "seconds": args.seconds, "frames": "128x128 uint16",
+                    "rates": rows, "highest_rate_without_loss_hz": max(kept) if kept else None,
+                    "end_of_scan": end})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
