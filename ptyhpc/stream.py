@@ -134,4 +134,8 @@ def run(live: Live, receiver, expected, quiet: float, timeout: float, final_epoc
     live.step(final=True)
     live.rec.iterate(max(final_epochs - 1, 0))
     timings["final_epochs_seconds"] = time.monotonic() - end
+    if previewing:  # the final preview
+        obj = live.rec.gather_object()
+        if rank == 0:
+            preview.publish(obj, asnumpy(live.rec.state.probe), live.rec.history.costs[-1], len(live.frames))
     return {"why": why, "timings": timings, "epochs_while_streaming": live.epochs_run - 1}
