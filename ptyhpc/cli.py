@@ -193,8 +193,12 @@ def _replay(args) -> int:
               f"--energy-ev {ev_from_wavelength(dataset.wavelength):.6g} --distance {dataset.distance:.6g} "
               f"--detector-pixel {dataset.detector_pixel:.6g} --expected {dataset.count * args.repeat} -o OUT.h5",
               flush=True)
+    if args.stop_after:
+        cut = [k for k, e in enumerate(events) if e[0] == "frame"][args.stop_after - 1] + 1
+        events = events[:cut]
     pva.replay(frames, centres[:, 1], centres[:, 0], args.frames, args.positions_channel, args.rate, events,
-               start_delay=args.start_delay, linger=args.linger, log=lambda m: print(m, flush=True))
+               start_delay=args.start_delay, linger=args.linger, log=lambda m: print(m, flush=True),
+               end=not args.stop_after)
     return 0
 
 
@@ -217,10 +221,16 @@ def _stream(args) -> int:
 
         receiver = pva.Receiver(args.frames, args.positions_channel)
         preview = pva.Preview(args.preview) if args.preview else None
+    import signal
+
+    caught = []  # SIGTERM (a scheduler ending the job, mpiexec forwards it): end the scan, write what arrived
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: caught.append(signum))
     try:
         result = run(live, receiver, args.expected, args.quiet_seconds, args.timeout, args.final_epochs,
-                     preview=preview, previewing=bool(args.preview), preview_every=args.preview_every)
+                     preview=preview, previewing=bool(args.preview), preview_every=args.preview_every,
+                     stop=lambda: bool(caught))
     finally:
+        signal.signal(signal.SIGTERM, previous)
         joiner = receiver.close() if receiver is not None else None
     live.rec.write(args.output)
     if rank == 0:
@@ -241,7 +251,7 @@ def _stream(args) -> int:
               f"{len(report['positions_without_frame'])} positions without a frame"
               + (f", {len(report['never_arrived'])} of {args.expected} never arrived" if args.expected else "")
               + f"; wrote {args.output}, {stem}.scan.cxi, {stem}.stream.json", file=sys.stderr)
-    return 0
+    return 128 + signal.SIGTERM if result["why"] == "signal" else 0
 
 
 def _site(args):
@@ -504,6 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--positions-chunk", type=int, default=50, metavar="K", help="positions per update")
     y.add_argument("--seed", type=int, default=0)
     y.add_argument("--repeat", type=int, default=1, metavar="K", help="serve the scan K times (rate tests)")
+    y.add_argument("--stop-after", type=int, default=0, metavar="K",
+                   help="stop after K frames without the end marker (a server that dies mid-scan; tests)")
     y.add_argument("--start-delay", type=float, default=2.0, metavar="S", help="seconds before the first frame")
     y.add_argument("--linger", type=float, default=2.0, metavar="S", help="seconds served after the end marker")
     y.add_argument("--flip-translation", action="store_true", help="as for reconstruct")

@@ -88,10 +88,11 @@ class Live:
 
 
 def run(live: Live, receiver, expected, quiet: float, timeout: float, final_epochs: int, preview=None,
-        previewing: bool = False, preview_every: float = 1.0, poll: float = 0.05) -> dict:
+        previewing: bool = False, preview_every: float = 1.0, poll: float = 0.05, stop=lambda: False) -> dict:
     """Drive ``live`` until the scan ends, then its final epochs. ``receiver`` (rank 0 only, else None) is an
     ``io.pva.Receiver``; ``preview`` (rank 0) an ``io.pva.Preview``, ``previewing`` whether there is one (every
-    rank). Collective. Returns timings (seconds from the first frame) and why the scan ended."""
+    rank); ``stop()`` true on rank 0 (a signal was caught) ends the scan at once with one final epoch over what
+    has arrived. Collective. Returns timings (seconds from the first frame) and why the scan ended."""
     comm = live.comm
     rank = comm.Get_rank() if comm is not None else 0
     timings, last_preview, why = {}, -np.inf, None
@@ -99,7 +100,7 @@ def run(live: Live, receiver, expected, quiet: float, timeout: float, final_epoc
         message = None
         if rank == 0:
             try:
-                why = receiver.status(expected, quiet, timeout)
+                why = "signal" if stop() else receiver.status(expected, quiet, timeout)
                 message = ("ok", [(i.trigger, i.frame, i.x, i.y) for i in receiver.take()], why)
             except (TimeoutError, ValueError) as e:
                 message = ("error", str(e), None)
@@ -132,7 +133,7 @@ def run(live: Live, receiver, expected, quiet: float, timeout: float, final_epoc
     if not live.frames:
         raise ValueError("no frame could be joined with a position: nothing to reconstruct")
     live.step(final=True)
-    live.rec.iterate(max(final_epochs - 1, 0))
+    live.rec.iterate(max(final_epochs - 1, 0) if why != "signal" else 0)
     timings["final_epochs_seconds"] = time.monotonic() - end
     if previewing:  # the final preview
         obj = live.rec.gather_object()

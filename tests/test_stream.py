@@ -194,3 +194,59 @@ def test_previews_are_published_while_the_scan_runs(tmp_path, pva_env):
     ids = [s[0] for s in seen]
     assert ids == sorted(ids) and len(set(s[2] for s in seen)) == len(seen)  # each preview differs
     assert tuple(seen[-1][1]) == read_product(out)["object"].shape
+
+
+def test_sigterm_mid_scan_writes_a_product_of_what_arrived(tmp_path, pva_env):
+    """SIGTERM while frames still arrive (20 Hz): the stream ends the scan, runs one epoch over what arrived and
+    writes the product (atomically) and the joined scan; exit status 128 + 15."""
+    import signal
+    import time
+
+    data = tmp_path / "s.cxi"
+    subprocess.run([sys.executable, "-m", "ptyhpc", "simulate", data, *SMALL], check=True, capture_output=True)
+    replay = subprocess.Popen([sys.executable, "-m", "ptyhpc", "replay", data, "--frames", "t6:frames",
+                               "--positions", "t6:positions", "--rate", "20", "--start-delay", "1", "--linger", "1"],
+                              env=pva_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = tmp_path / "out.h5"
+    stream = subprocess.Popen([sys.executable, "-m", "ptyhpc", "stream", "--frames", "t6:frames", "--positions",
+                               "t6:positions", "-o", out, *GEOMETRY, "--quiet", "--no-preview", "--timeout", "20"],
+                              env=pva_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(5)
+    stream.send_signal(signal.SIGTERM)
+    _, err = stream.communicate(timeout=120)
+    replay.kill()
+    assert stream.returncode == 128 + signal.SIGTERM, err
+    report = json.loads((tmp_path / "out.stream.json").read_text())
+    assert report["why"] == "signal" and 16 <= report["joined"] < 150, report
+    assert len(read_product(out)["scan"]) == report["joined"]
+    assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
+
+
+def test_a_frames_server_that_restarts_mid_scan(tmp_path, pva_env):
+    """The detector's server dies after 60 frames (no end marker) and a new one serves the whole scan again: the
+    stream reconnects, joins every frame once (the 60 repeated ones dropped as duplicates, none paired twice or
+    wrongly) and ends at the end marker."""
+    import time
+
+    data = tmp_path / "s.cxi"
+    subprocess.run([sys.executable, "-m", "ptyhpc", "simulate", data, *SMALL], check=True, capture_output=True)
+    first = _replay(pva_env, data, "t7", "--rate", "100", "--stop-after", "60", "--positions-chunk", "10")
+    out = tmp_path / "out.h5"
+    stream = subprocess.Popen([sys.executable, "-m", "ptyhpc", "stream", "--frames", "t7:frames", "--positions",
+                               "t7:positions", "-o", out, *GEOMETRY, "--quiet", "--no-preview", "--timeout", "30",
+                               "--final-epochs", "2"], env=pva_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    first.wait(timeout=60)
+    time.sleep(1)
+    second = _replay(pva_env, data, "t7", "--rate", "100", "--positions-chunk", "10")
+    _, err = stream.communicate(timeout=180)
+    second.wait(timeout=60)
+    assert stream.returncode == 0, err
+    report = json.loads((tmp_path / "out.stream.json").read_text())
+    assert report["joined"] == 150 and report["conflicts"] == 0 and report["why"] == "end marker", report
+    assert report["duplicate_frames"] >= 50, report  # the restarted server's first 60 frames again
+    d = load(data)
+    original = np.fft.fftshift(d.read_patterns(np.arange(150)).intensity, axes=(-2, -1))
+    with h5py.File(tmp_path / "out.scan.cxi") as f:
+        triggers = f["entry_1/instrument_1/detector_1/trigger_count"][()]
+        assert np.array_equal(f["entry_1/instrument_1/detector_1/data"][()], original[triggers - 1])

@@ -68,10 +68,11 @@ def schedule(count: int, chunk: int, shuffle: bool, drop: float, duplicate: floa
 
 
 def replay(frames, x, y, frames_channel: str, positions_channel: str, rate: float, events: list,
-           start_delay: float = 2.0, linger: float = 2.0, log=print) -> dict:
+           start_delay: float = 2.0, linger: float = 2.0, log=print, end: bool = True) -> dict:
     """Serve ``frames`` (POSI, N, N) integers as stored by the detector, with probe positions ``x``/``y``
     (metres), on two PV Access channels of a pvapy server, following ``events`` (:func:`schedule`) at ``rate``
-    frames per second; then send the end marker and keep serving ``linger`` seconds. Returns what was sent."""
+    frames per second; then send the end marker (unless ``end`` is False: a server that dies mid-scan) and keep
+    serving ``linger`` seconds. Returns what was sent."""
     pva = _pva()
     from pvapy.utility.adImageUtility import AdImageUtility
 
@@ -97,10 +98,11 @@ def replay(frames, x, y, frames_channel: str, positions_channel: str, rate: floa
                 "trigger": list(range(start + 1, stop + 1)), "x": [float(v) for v in x[start:stop]],
                 "y": [float(v) for v in y[start:stop]], "last": False}))
             sent["positions"] += stop - start
-    server.update(positions_channel, pva.PvObject(POSITIONS, {"trigger": [], "x": [], "y": [], "last": True}))
+    if end:
+        server.update(positions_channel, pva.PvObject(POSITIONS, {"trigger": [], "x": [], "y": [], "last": True}))
     sent["seconds"] = time.perf_counter() - t0
     log(f"replay: sent {sent['frames']} frames and {sent['positions']} positions in {sent['seconds']:.2f} s; "
-        f"end marker sent, serving {linger:g} s more")
+        f"{'end marker sent, ' if end else 'no end marker, '}serving {linger:g} s more")
     time.sleep(linger)
     return sent
 
