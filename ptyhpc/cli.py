@@ -202,12 +202,53 @@ def _replay(args) -> int:
     return 0
 
 
+STREAM_KEYS = ("frames", "positions", "expected", "final_epochs", "quiet_seconds", "timeout", "preview",
+               "preview_every", "energy_ev", "distance", "detector_pixel")
+"""Keys of a stream profile's [stream] table (the command line's options without dashes); [stream.fields] names
+the positions update's fields (trigger, x, y, last)."""
+STREAM_DEFAULTS = {"final_epochs": 50, "quiet_seconds": 2.0, "timeout": 30.0, "preview_every": 1.0}
+
+
+def _stream_profile(args) -> dict:
+    """Apply a TOML stream profile (``--profile``) below the command line: options the command line did not give
+    take the profile's values; returns the field names of the positions updates."""
+    if not args.profile:
+        return {}
+    from .config import tomllib
+
+    try:
+        with open(args.profile, "rb") as f:
+            table = tomllib.load(f).get("stream", {})
+    except OSError as e:
+        raise ValueError(f"{args.profile}: -: cannot read the profile ({e.strerror})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{args.profile}: -: TOML syntax error: {e}") from None
+    fields = table.pop("fields", {})
+    unknown = sorted(set(table) - set(STREAM_KEYS)) + sorted(f"fields.{k}" for k in set(fields) - {"trigger", "x",
+                                                                                                    "y", "last"})
+    if unknown:
+        raise ValueError(f"{args.profile}: stream: unknown key(s) {unknown}; known: {list(STREAM_KEYS)} and fields."
+                         "trigger/x/y/last")
+    for key, value in table.items():
+        dest = "positions_channel" if key == "positions" else key
+        if getattr(args, dest, None) is None:  # the command line wins
+            setattr(args, dest, value)
+    return fields
+
+
 def _stream(args) -> int:
     from .comm import world
     from .stream import Live, run
 
     comm = world()
     rank = comm.Get_rank() if comm is not None else 0
+    fields = _stream_profile(args)
+    for key, value in STREAM_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    for name, flag in (("frames", "--frames"), ("positions_channel", "--positions")):
+        if not getattr(args, name):
+            raise ValueError(f"{flag}: needed (on the command line or in the profile's [stream] table)")
     cfg = _config(args)  # settings errors before anything is received
     for name in ("energy_ev", "distance", "detector_pixel"):
         if not getattr(args, name) or getattr(args, name) <= 0:
@@ -219,7 +260,7 @@ def _stream(args) -> int:
     if rank == 0:
         from .io import pva
 
-        receiver = pva.Receiver(args.frames, args.positions_channel)
+        receiver = pva.Receiver(args.frames, args.positions_channel, fields)
         preview = pva.Preview(args.preview) if args.preview else None
     import signal
 
@@ -523,16 +564,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("stream", help="receive frames and positions over PV Access, join them, reconstruct")
     st.add_argument("-o", "--output", required=True, help="product file to write (and OUT.scan.cxi, the joined scan)")
-    st.add_argument("--frames", required=True, metavar="CH")
-    st.add_argument("--positions", dest="positions_channel", required=True, metavar="CH")
+    st.add_argument("--profile", metavar="TOML", help="a stream profile: [stream] channel names and options, "
+                                                      "[stream.fields] the positions' field names")
+    st.add_argument("--frames", metavar="CH")
+    st.add_argument("--positions", dest="positions_channel", metavar="CH")
     st.add_argument("--expected", type=int, metavar="N", help="the scan ends after N joined frames")
-    st.add_argument("--final-epochs", type=int, default=50, metavar="E", help="epochs run once the scan has ended")
-    st.add_argument("--quiet-seconds", type=float, default=2.0, metavar="S",
-                    help="after the end marker, end when nothing arrived for S seconds")
-    st.add_argument("--timeout", type=float, default=30.0, metavar="S",
-                    help="a channel silent for S seconds from the start is an error; both silent: the scan ends")
+    st.add_argument("--final-epochs", type=int, metavar="E", help="epochs run once the scan has ended (50)")
+    st.add_argument("--quiet-seconds", type=float, metavar="S",
+                    help="after the end marker, end when nothing arrived for S seconds (2)")
+    st.add_argument("--timeout", type=float, metavar="S",
+                    help="a channel silent for S seconds from the start is an error; both silent: the scan ends (30)")
     st.add_argument("--preview", metavar="CH", help="publish previews on CH (phase), CH:amplitude, CH:probe, CH:cost")
-    st.add_argument("--preview-every", type=float, default=1.0, metavar="S", help="seconds between previews")
+    st.add_argument("--preview-every", type=float, metavar="S", help="seconds between previews (1)")
     st.add_argument("--energy-ev", type=float, help="photon energy (eV)")
     st.add_argument("--distance", type=float, help="sample-detector distance (m)")
     st.add_argument("--detector-pixel", type=float, help="detector pixel size (m)")

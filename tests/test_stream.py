@@ -250,3 +250,46 @@ def test_a_frames_server_that_restarts_mid_scan(tmp_path, pva_env):
     with h5py.File(tmp_path / "out.scan.cxi") as f:
         triggers = f["entry_1/instrument_1/detector_1/trigger_count"][()]
         assert np.array_equal(f["entry_1/instrument_1/detector_1/data"][()], original[triggers - 1])
+
+
+def test_a_profile_names_the_channels_and_the_position_fields(tmp_path, pva_env):
+    """A beamline's own positions layout ({triggerCount, posX, posY}, no end flag) served by a plain pvapy server,
+    read through a TOML profile: channel names, fields, geometry and --expected from the profile; every frame
+    joined with its own position. A profile with an unknown key is refused naming it."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[stream]\nframes = "a"\nchanels = "b"\n')
+    r = subprocess.run([sys.executable, "-m", "ptyhpc", "stream", "--profile", bad, "-o", tmp_path / "x.h5"],
+                       capture_output=True, text=True, env=pva_env)
+    assert r.returncode != 0 and "unknown key(s) ['chanels']" in r.stderr, r.stderr
+    profile = tmp_path / "beamline.toml"
+    profile.write_text('[stream]\nframes = "bl:det"\npositions = "bl:scan"\nexpected = 40\nfinal_epochs = 2\n'
+                       'energy_ev = 10000\ndistance = 2\ndetector_pixel = 75e-6\n'
+                       '[stream.fields]\ntrigger = "triggerCount"\nx = "posX"\ny = "posY"\nlast = ""\n')
+    server = tmp_path / "server.py"
+    server.write_text(
+        "import time, numpy as np, pvaccess as pva\n"
+        "from pvapy.utility.adImageUtility import AdImageUtility\n"
+        "t = {'triggerCount': [pva.ULONG], 'posX': [pva.DOUBLE], 'posY': [pva.DOUBLE]}\n"
+        "s = pva.PvaServer(); s.addRecord('bl:det', pva.NtNdArray()); s.addRecord('bl:scan', pva.PvObject(t))\n"
+        "time.sleep(3)\n"
+        "rng = np.random.default_rng(0)\n"
+        "for k in range(40):\n"
+        "    s.update('bl:det', AdImageUtility.generateNtNdArray2D(k + 1, np.full((64, 64), k + 1, np.uint16)))\n"
+        "    if k % 10 == 9:\n"
+        "        ts = list(range(k - 8, k + 2))\n"
+        "        s.update('bl:scan', pva.PvObject(t, {'triggerCount': ts, 'posX': [1e-7 * v for v in ts],\n"
+        "                                               'posY': [3e-7 * (v % 7) for v in ts]}))\n"
+        "    time.sleep(0.02)\n"
+        "time.sleep(5)\n")
+    served = subprocess.Popen([sys.executable, server], env=pva_env)
+    r = subprocess.run([sys.executable, "-m", "ptyhpc", "stream", "--profile", profile, "-o", tmp_path / "bl.h5",
+                        "--quiet", "--no-preview"], capture_output=True, text=True, env=pva_env, timeout=180)
+    served.kill()
+    assert r.returncode == 0, r.stderr
+    with h5py.File(tmp_path / "bl.scan.cxi") as f:
+        triggers = f["entry_1/instrument_1/detector_1/trigger_count"][()]
+        frames = f["entry_1/instrument_1/detector_1/data"][()]
+        translation = f["entry_1/sample_1/geometry_1/translation"][()]
+    assert list(triggers) == list(range(1, 41))
+    assert all((frame == t).all() for frame, t in zip(frames, triggers))
+    assert np.allclose(-translation[:, 0], 1e-7 * triggers) and np.allclose(-translation[:, 1], 3e-7 * (triggers % 7))

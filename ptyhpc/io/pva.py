@@ -21,6 +21,9 @@ QUEUE = 100000
 SERVER_QUEUE = 1000
 """The queue each channel asks the server for (pvRequest ``record[queueSize=...]``): updates the server keeps for
 this client while the network is behind."""
+FIELDS = {"trigger": "trigger", "x": "x", "y": "y", "last": "last"}
+"""Default field names of a positions update (a stream profile's [stream.fields] renames them; "last" may be
+empty: the scan then ends by --expected or by quiet)."""
 POSITIONS = None
 """The positions channel's structure (made on first use: pvaccess is imported only when streaming)."""
 
@@ -115,8 +118,10 @@ class Receiver:
     network path waits for Python. (Python callbacks instead wait for the GIL, which an epoch holds: measured 850
     of 2,100 frames lost at 100 Hz, and with pvapy's own callback queue whole position chunks were lost.)"""
 
-    def __init__(self, frames_channel: str, positions_channel: str):
+    def __init__(self, frames_channel: str, positions_channel: str, fields: dict | None = None):
         pva = _pva()
+        self.fields = dict(FIELDS, **(fields or {}))
+        """Which fields of a positions update hold the trigger counts, x, y and the end flag (``FIELDS``)."""
         from pvapy.utility.adImageUtility import AdImageUtility
 
         self._pva, self._reshape = pva, AdImageUtility.reshapeNtNdArray
@@ -150,10 +155,19 @@ class Receiver:
         self.joiner.add_frame(uid, image)
 
     def _on_positions(self, pv):
+        f = self.fields
         self.last_arrival["positions"] = time.monotonic()
-        if pv["last"]:
+        try:
+            triggers, xs, ys = pv[f["trigger"]], pv[f["x"]], pv[f["y"]]
+        except Exception:  # pvaccess raises its own FieldNotFound
+            raise ValueError(f"{self.names[1]}: the positions update has no field {f['trigger']!r}, {f['x']!r} or "
+                             f"{f['y']!r} (fields: {sorted(pv.getStructureDict())}); name them in the profile") from None
+        if f["last"] and f["last"] in pv.getStructureDict() and pv[f["last"]]:
             self.ended = True
-        self.joiner.add_positions(pv["trigger"], pv["x"], pv["y"])
+        if len(triggers) != len(xs) or len(triggers) != len(ys):
+            raise ValueError(f"{self.names[1]}: a positions update with {len(triggers)} trigger counts, {len(xs)} x "
+                             f"and {len(ys)} y")
+        self.joiner.add_positions(triggers, xs, ys)
 
     def status(self, expected: int | None, quiet: float = 2.0, timeout: float = 30.0) -> str | None:
         """Why the scan is over ('expected' frames joined, 'end marker' then ``quiet`` seconds without data, or
