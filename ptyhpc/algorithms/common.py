@@ -11,10 +11,10 @@ class BatchModel(NamedTuple):
     """The forward model of one batch of positions j.
 
     corner (BATCH, 2) host int; weights (BATCH, ...) the shift's weights; probes P_j (BATCH, MODES, N, N), shifted,
-    mode 0 with the position's variable part (OPR); patches O_j (BATCH, N, N); farfield Psi = Det(P_j O_j) (BATCH, MODES, N, N), the wave on the detector (far
-    or near field: ``state.detector``);
-    predicted intensity (BATCH, N, N); variable (BATCH, C-1, N, N) the shifted OPR modes S_j V_c, or None; det
-    the propagation of these positions (``detector.at``: fwd and adj, (BATCH, MODES, N, N)).
+    mode 0 with the position's variable part (OPR); patches O_j (BATCH, N, N); farfield Psi = Det(P_j O_j)
+    (BATCH, MODES, N, N), the wave on the detector (far or near field: ``state.detector``); predicted intensity
+    (BATCH, N, N); variable (BATCH, C-1, N, N) the shifted OPR modes S_j V_c, or None; det the propagation of these
+    positions (``detector.at``: fwd and adj, (BATCH, MODES, N, N)).
 
     Multislice (``state.obj`` (S, H, W)): patches (BATCH, S, N, N), one per slice; incident (S entries of (BATCH,
     MODES, N, N)) the wave arriving at each slice: psi_1 = P_j, psi_(s+1) = Prop_dz(psi_s O_s); farfield is
