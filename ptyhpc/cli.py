@@ -254,6 +254,14 @@ def _stream(args) -> int:
         if not getattr(args, name) or getattr(args, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')}: needed (> 0) to turn positions in metres into pixels")
     stem = os.path.splitext(os.fspath(args.output))[0]
+    from .io.output import check_outputs
+
+    # before anything is received: a scan must not end in an output that cannot be written
+    outputs = [("-o", args.output), ("scan", stem + ".scan.cxi"), ("report", stem + ".stream.json")]
+    if not args.no_preview:
+        outputs.append(("preview", preview_path(args.output)))
+    check_outputs(outputs, [("--probe", args.probe), ("--config", args.config), ("--profile", args.profile)],
+                  probe_writable=rank == 0)
     probe = _initial(args.probe, "probe") if args.probe else None
     live = Live(cfg, comm, args.energy_ev, args.distance, args.detector_pixel, probe=probe, log=log.info)
     receiver = preview = None
@@ -292,6 +300,13 @@ def _stream(args) -> int:
               f"{len(report['positions_without_frame'])} positions without a frame"
               + (f", {len(report['never_arrived'])} of {args.expected} never arrived" if args.expected else "")
               + f"; wrote {args.output}, {stem}.scan.cxi, {stem}.stream.json", file=sys.stderr)
+        if not args.no_preview:
+            from .io.product import read_product
+            from .preview import save_preview
+
+            r = read_product(args.output)
+            save_preview(preview_path(args.output), r["layers"], r["probe"], r["losses"],
+                         title=f"{cfg.algorithm}, streamed, {report['joined']} positions")
     return 128 + signal.SIGTERM if result["why"] == "signal" else 0
 
 

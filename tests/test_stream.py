@@ -293,3 +293,16 @@ def test_a_profile_names_the_channels_and_the_position_fields(tmp_path, pva_env)
     assert list(triggers) == list(range(1, 41))
     assert all((frame == t).all() for frame, t in zip(frames, triggers))
     assert np.allclose(-translation[:, 0], 1e-7 * triggers) and np.allclose(-translation[:, 1], 3e-7 * (triggers % 7))
+
+
+def test_an_impossible_output_is_refused_before_anything_is_received(tmp_path, pva_env):
+    """An output in a folder that does not exist, and no channel served: the output check comes first, in well
+    under the 30 s timeout."""
+    import time
+
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "ptyhpc", "stream", "--frames", "none:f", "--positions", "none:p",
+                        "-o", tmp_path / "missing" / "out.h5", *GEOMETRY], capture_output=True, text=True,
+                       env=pva_env, timeout=60)
+    assert r.returncode != 0 and "out.h5" in r.stderr and time.monotonic() - t0 < 20, r.stderr
+    assert "nothing received" not in r.stderr
