@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .physics import fourier_shift
+
 
 def phase_ramp(z: np.ndarray) -> np.ndarray:
     """exp(i (gy y + gx x)): the linear phase ramp of ``z``, from its mean neighbour phase differences."""
@@ -52,8 +54,7 @@ def object_errors(rec_obj, rec_scan, true_obj, true_scan, n) -> dict:
         raise ValueError(f"the reconstruction ({rec_obj.shape}) does not cover the scanned region of the truth")
     r = rec_obj[ry0:y1 + shift[0] + m, rx0:x1 + shift[1] + m]
     if m:  # out(r) = rec(r + rest): the reconstruction's frame moved onto the truth's
-        r = np.fft.ifft2(np.fft.fft2(r.astype(np.complex128)) * np.exp(2j * np.pi * (
-            np.fft.fftfreq(r.shape[0])[:, None] * rest[0] + np.fft.fftfreq(r.shape[1])[None, :] * rest[1])))[m:-m, m:-m]
+        r = fourier_shift(r.astype(np.complex128), -rest)[m:-m, m:-m]
     if r.shape != t.shape:
         raise ValueError(f"the reconstruction ({rec_obj.shape}) does not cover the scanned region of the truth")
     return {"object_nrmse": nrmse(r, t), "object_nrmse_ramp": nrmse(r, t, ramp=True),

@@ -258,8 +258,6 @@ def scatter_add(obj, corner, patches):
 class FarField:
     """Det of the far field: Psi = FFT2(psi) (unitary, zero frequency at [0, 0]); adjoint = inverse."""
 
-    name = "far field"
-
     @staticmethod
     def at(offsets):
         """Det of positions with these fractional offsets: the same (a far field does not see where in the window
@@ -291,8 +289,6 @@ class AngularSpectrum:
     n : window side N; pixel : sample-plane pixel (m); wavelength (m); distance z (m, negative: backwards).
     """
 
-    name = "near field"
-
     def __init__(self, n: int, pixel: float, wavelength: float, distance: float):
         self.n, self.pixel, self.wavelength, self.distance = n, pixel, wavelength, distance
         f = np.fft.fftfreq(n, d=pixel)
@@ -304,11 +300,6 @@ class AngularSpectrum:
         kernel[f2 >= k * k] = 0
         self._host = kernel
         self._on = {}
-
-    def fresnel_number(self) -> float:
-        """pixel^2 / (lambda |z|): how many pixels' worth of phase curvature the propagation adds (large: little
-        propagation, small: towards the far field)."""
-        return self.pixel ** 2 / (self.wavelength * abs(self.distance))
 
     def kernel(self, xp, dtype):
         """H on ``xp`` in ``dtype`` (made once per array module and type)."""

@@ -17,8 +17,9 @@ import h5py
 import numpy as np
 
 from . import physics
-from .units import ELECTRON_VOLT, wavelength_from_ev
+from .io import cxi
 from .io.product import write_product
+from .units import wavelength_from_ev
 
 
 @dataclass(frozen=True)
@@ -210,14 +211,14 @@ def simulate(cfg: SimConfig):
     scan, object, probe, mask)."""
     rng = np.random.default_rng(cfg.seed)
     n = cfg.probe_size
+    if cfg.near_field and cfg.slices > 1:
+        raise ValueError("a thick sample is simulated in the far field only")
     if cfg.slices > 1:
         obj = np.array([make_object(cfg.object_size, s, cfg.slices) for s in range(cfg.slices)])
         pixel, wavelength, _ = cfg.geometry()
         between = physics.AngularSpectrum(n, pixel, wavelength, cfg.slice_spacing_m)
     else:
         obj = make_object(cfg.object_size)
-    if cfg.near_field and cfg.slices > 1:
-        raise ValueError("a thick sample is simulated in the far field only")
     if cfg.near_field:
         if cfg.probe_variation:
             raise ValueError("a probe that varies along the scan is simulated in the far field only")
@@ -242,13 +243,11 @@ def simulate(cfg: SimConfig):
         d = s - c
         if cfg.near_field:  # the beam is fixed on the detector, the sample moves: P(r) O(r + s_j)
             psi = probe[0] * moved(obj, -d)[c[0]:c[0] + n, c[1]:c[1] + n]
-        elif cfg.slices > 1:  # through the slices: psi_(s+1) = Prop(psi_s) O_(s+1) (the probe shifted, as below)
+        else:  # a translation of the exit wave is a phase ramp in the far field: shift the probe, which is smaller;
+            # then through the slices, psi_(s+1) = Prop(psi_s) O_(s+1) (one slice: psi = P O)
             psi = np.fft.ifft2(probe_ft * np.exp(-2j * np.pi * (ky * d[0] + kx * d[1])))
-            for k, layer in enumerate(obj):
+            for k, layer in enumerate(obj.reshape((-1,) + obj.shape[-2:])):
                 psi = (between.fwd(psi) if k else psi) * layer[c[0]:c[0] + n, c[1]:c[1] + n]
-        else:  # a translation of the exit wave is a phase ramp in the far field: shift the probe, which is smaller
-            shifted = np.fft.ifft2(probe_ft * np.exp(-2j * np.pi * (ky * d[0] + kx * d[1])))
-            psi = shifted * obj[c[0]:c[0] + n, c[1]:c[1] + n]
         patterns[j] = np.abs(detector.fwd(psi) if cfg.near_field else np.fft.fft2(psi, norm="ortho")) ** 2
     if cfg.photons:
         patterns = rng.poisson(patterns).astype(np.float32)
@@ -266,36 +265,17 @@ def truth_path(out) -> str:
 
 
 def write_cxi(out, cfg: SimConfig, patterns, scan, mask, block: int = 1024) -> None:
-    """CXI with centred patterns, sample translations (m) = -(probe centre - object centre), geometry, mask.
+    """CXI (``io.cxi.write``) with centred patterns (near field: the images as they are), sample translations (m)
+    = -(probe centre - object centre), geometry, mask, and in the near field the focus distance.
 
     ``patterns`` : (POSI, N, N), zero frequency at [0, 0]: an array, or anything with ``shape``, ``dtype`` and
     slicing along the first axis; it is written ``block`` patterns at a time (files larger than memory)."""
     n = cfg.probe_size
     pixel, _, _ = cfg.geometry()
-    shift = (lambda a, **k: a) if cfg.near_field else np.fft.fftshift  # images are stored as they are
     centres = (scan + n / 2 - cfg.object_size / 2) * pixel  # (row, col) metres
-    translation = np.zeros((len(scan), 3))
-    translation[:, 0] = -centres[:, 1]
-    translation[:, 1] = -centres[:, 0]
-    tmp = f"{out}.partial"
-    with h5py.File(tmp, "w") as f:
-        f.attrs["cxi_version"] = 160
-        det = f.create_group("entry_1/instrument_1/detector_1")
-        data = det.create_dataset("data", shape=patterns.shape, dtype=patterns.dtype, chunks=(1, n, n))
-        for i in range(0, len(patterns), block):
-            data[i:i + block] = shift(patterns[i:i + block], axes=(-2, -1))
-        det["distance"] = cfg.distance_m
-        det["x_pixel_size"] = cfg.detector_pixel_m
-        det["y_pixel_size"] = cfg.detector_pixel_m
-        det.create_dataset("mask", data=shift(~mask).astype(np.uint8))
-        src = f.create_group("entry_1/instrument_1/source_1")
-        src["energy"] = cfg.energy_ev * ELECTRON_VOLT
-        if cfg.near_field:  # NeXus: the effective source (the focus) upstream of the sample, negative
-            src["distance"] = -cfg.focus_distance_m
-        f["entry_1/sample_1/geometry_1/translation"] = translation
-        f.create_group("entry_1/data_1")
-        f["entry_1/data_1/data"] = h5py.SoftLink("/entry_1/instrument_1/detector_1/data")
-    os.replace(tmp, out)
+    cxi.write(out, patterns, centres[:, 1], centres[:, 0], cfg.energy_ev, cfg.distance_m, cfg.detector_pixel_m,
+              bad=~mask if cfg.near_field else np.fft.fftshift(~mask), centre=not cfg.near_field, block=block,
+              focus_distance=cfg.focus_distance_m if cfg.near_field else None)
 
 
 def write(out, cfg: SimConfig) -> str:

@@ -35,7 +35,8 @@ class Live:
         self.cfg, self.comm, self.log = cfg, comm, log or (lambda m: None)
         self.geometry = (wavelength_from_ev(energy_ev), distance, detector_pixel)
         self.frames, self.x, self.y, self.triggers = [], [], [], []
-        self.rec, self.built_with, self.epochs_run = None, 0, 0
+        self.rec, self.built_triggers, self.epochs_run = None, np.zeros(0, np.int64), 0
+        """built_triggers: the trigger counts of the positions the current reconstruction was set up with."""
         self.probe0 = probe
 
     def add(self, items) -> None:
@@ -65,7 +66,7 @@ class Live:
         count = len(self.frames)
         if count < FIRST and not final:
             return
-        if final or self.rec is None or count >= GROWTH * self.built_with:
+        if final or self.rec is None or count >= GROWTH * len(self.built_triggers):
             self._build(self.cfg if final else replace(self.cfg, update_probe=False))
         self.rec.iterate(1)
         self.epochs_run += 1
@@ -84,7 +85,7 @@ class Live:
             obj[dy:dy + h, dx:dx + w] = old  # the new grid holds the old one: positions only ever add
         self.rec = Reconstruction(d, cfg, self.comm, probe=probe, obj=obj, log=self.log)
         self.log(f"stream: {d.count} positions, object {d.object_shape[0]}x{d.object_shape[1]}")
-        self.built_with, self.built_triggers = d.count, triggers
+        self.built_triggers = triggers
 
 
 def run(live: Live, receiver, expected, quiet: float, timeout: float, final_epochs: int, preview=None,
@@ -102,11 +103,11 @@ def run(live: Live, receiver, expected, quiet: float, timeout: float, final_epoc
             try:
                 why = "signal" if stop() else receiver.status(expected, quiet, timeout)
                 message = ("ok", [(i.trigger, i.frame, i.x, i.y) for i in receiver.take()], why)
-            except (TimeoutError, ValueError) as e:
-                message = ("error", str(e), None)
+            except (TimeoutError, ValueError) as e:  # raised on every rank, after the broadcast
+                message = ("error", e, None)
         message = comm.bcast(message, root=0) if comm is not None else message
         if message[0] == "error":
-            raise TimeoutError(message[1]) if "nothing received" in message[1] else ValueError(message[1])
+            raise message[1]
         _, items, why = message
         live.add(items)
         if why:

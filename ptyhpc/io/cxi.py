@@ -105,34 +105,39 @@ def _load(f, path, flip_translation):
     )
 
 
-def write(path, frames, x_m, y_m, energy_ev: float, distance: float, detector_pixel: float, triggers=None) -> None:
-    """A CXI file of ``frames`` (POSI, N, N) as the detector gave them (centred, any number type) with probe
-    positions ``x_m``/``y_m`` (metres; stored as the sample's translation, their negative, as cdtools and
-    :func:`load` read it), the geometry and, given, each frame's detector trigger count
-    (``detector_1/trigger_count``, areaDetector's uniqueId); written to ``path.partial`` and renamed."""
-    import os
-
+def write(path, frames, x_m, y_m, energy_ev: float, distance: float, detector_pixel: float, *, bad=None,
+          focus_distance=None, triggers=None, centre: bool = False, block: int = 1024) -> None:
+    """A CXI file of ``frames`` (POSI, N, N) with probe positions ``x_m``/``y_m`` (metres; stored as the sample's
+    translation, their negative, as cdtools and :func:`load` read it) and the geometry; written to
+    ``path.partial`` and renamed. ``frames``: as the detector gave them (any number type), or with the zero
+    frequency at [0, 0] and ``centre`` True (they are fftshift-ed); an array or anything with ``shape``, ``dtype``
+    and slicing along the first axis, written ``block`` frames at a time (files larger than memory). Optional:
+    ``bad`` (N, N) the bad-pixel mask as stored (non-zero = bad), ``focus_distance`` (m, stored as NeXus'
+    ``source_1/distance``, negative: upstream), ``triggers`` each frame's detector trigger count
+    (``detector_1/trigger_count``, areaDetector's uniqueId)."""
     import h5py
 
     from ..units import ELECTRON_VOLT
+    from .output import atomic
 
-    frames = np.asarray(frames)
+    n = frames.shape[-1]
     translation = np.zeros((len(frames), 3))
     translation[:, 0], translation[:, 1] = -np.asarray(x_m), -np.asarray(y_m)
-    tmp = f"{path}.partial"
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["cxi_version"] = 160
-            det = f.create_group("entry_1/instrument_1/detector_1")
-            det.create_dataset("data", data=frames, chunks=(1,) + frames.shape[1:])
-            det["distance"], det["x_pixel_size"], det["y_pixel_size"] = distance, detector_pixel, detector_pixel
-            if triggers is not None:
-                det["trigger_count"] = np.asarray(triggers, dtype=np.int64)
-            f["entry_1/instrument_1/source_1/energy"] = energy_ev * ELECTRON_VOLT
-            f["entry_1/sample_1/geometry_1/translation"] = translation
-            f["entry_1/data_1/data"] = h5py.SoftLink("/entry_1/instrument_1/detector_1/data")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["cxi_version"] = 160
+        det = f.create_group("entry_1/instrument_1/detector_1")
+        data = det.create_dataset("data", shape=frames.shape, dtype=frames.dtype, chunks=(1, n, n))
+        for i in range(0, len(frames), block):
+            part = np.asarray(frames[i:i + block])
+            data[i:i + block] = np.fft.fftshift(part, axes=(-2, -1)) if centre else part
+        det["distance"], det["x_pixel_size"], det["y_pixel_size"] = distance, detector_pixel, detector_pixel
+        if bad is not None:
+            det.create_dataset("mask", data=np.asarray(bad).astype(np.uint8))
+        if triggers is not None:
+            det["trigger_count"] = np.asarray(triggers, dtype=np.int64)
+        src = f.create_group("entry_1/instrument_1/source_1")
+        src["energy"] = energy_ev * ELECTRON_VOLT
+        if focus_distance:
+            src["distance"] = -focus_distance
+        f["entry_1/sample_1/geometry_1/translation"] = translation
+        f["entry_1/data_1/data"] = h5py.SoftLink("/entry_1/instrument_1/detector_1/data")

@@ -10,8 +10,25 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 
 from .dataset import InputError
+
+
+@contextmanager
+def atomic(path, rank: int = 0):
+    """``with atomic(path, rank) as tmp:`` write ``tmp`` (``path.partial``); rank 0 renames it to ``path`` when
+    the block ends normally, and whichever rank stops with an exception removes it: no half-written file survives,
+    and an existing ``path`` is replaced only by a complete one."""
+    tmp = f"{path}.partial"
+    try:
+        yield tmp
+        if rank == 0:
+            os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def same_file(a, b) -> bool:

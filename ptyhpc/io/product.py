@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import contextmanager
 
 import numpy as np
 
 from ..units import ev_from_wavelength
 from .h5 import open_file, parallel_available, runs
+from .output import atomic
 
 
 def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=None, wavelength=None,
@@ -53,7 +53,7 @@ def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=Non
         # HDF5's rule in parallel: metadata (attributes, dataset shapes) must be identical on all ranks, and
         # per-rank facts such as timings are not: every rank writes rank 0's.
         extra, losses, probe = comm.bcast((extra, list(losses), np.asarray(probe)), root=0)
-    with _atomic(path, rank) as tmp:
+    with atomic(path, rank) as tmp:
         px = pixel_size or 1.0
         centres = (np.asarray(scan) + n / 2 - np.asarray(shape) / 2) * px
         parallel = size > 1 and parallel_available()
@@ -130,22 +130,6 @@ def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=Non
             f.close()
     if comm is not None and size > 1:
         comm.Barrier()
-
-
-@contextmanager
-def _atomic(path, rank: int):
-    """``with _atomic(path, rank) as tmp:`` write ``tmp`` (``path.partial``); rank 0 renames it to ``path`` when
-    the block ends normally, and whichever rank stops with an exception removes it: no half-written file survives,
-    and an existing ``path`` is replaced only by a complete one."""
-    tmp = f"{path}.partial"
-    try:
-        yield tmp
-        if rank == 0:
-            os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _put(dset, key, where, block):

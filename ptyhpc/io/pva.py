@@ -194,14 +194,6 @@ class Receiver:
         self._drain()
         return self.joiner.take()
 
-    def wait(self, expected: int | None, quiet: float = 2.0, timeout: float = 30.0, poll: float = 0.05) -> str:
-        """Block until the scan is over; returns why (:meth:`status`)."""
-        while True:
-            time.sleep(poll)
-            why = self.status(expected, quiet, timeout)
-            if why:
-                return why
-
     def close(self) -> Joiner:
         for c in self.channels:
             try:
