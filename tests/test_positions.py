@@ -77,8 +77,10 @@ def test_constraint_keeps_drift_and_random_errors_and_drops_smooth_warps(monkeyp
     random = rng.normal(0, 1, recorded.shape)
     warp = np.stack([np.sin(2 * np.pi * recorded[:, 1] / 125), np.sin(2 * np.pi * recorded[:, 0] / 125)], -1)
     assert np.abs(positions.constrain(drift + scale + 5.0, c, affine=True) - (drift + scale)).max() < 1e-9
-    held = positions.constrain(drift + scale + 5.0, c, affine=False)  # the affine geometry is held
+    held = positions.constrain(drift + scale + 5.0, c, affine=False)  # the scale is held
     assert positions.rms(held - drift) < 0.1 * positions.rms(drift)  # minus its chance overlap with the map
+    turn = (recorded - c.centre) @ np.array([[0.0, -0.004], [0.004, 0.0]])  # a rotation is always corrected
+    assert np.abs(positions.constrain(turn + scale, c, affine=False) - turn).max() < 1e-9
     kept = positions.constrain(random, c, affine=False)
     assert np.abs(kept.mean(axis=0)).max() < 1e-12
     assert 0.8 < np.sum(kept * random) / np.sum(random * random) < 1.0  # random errors pass, nearly whole
