@@ -325,11 +325,8 @@ def _submit(args) -> int:
     if site.provider == "globus-compute":
         from .launch import globus
 
-        if args.stage:
-            raise ValueError("--stage: stage to the site's filesystem first (an ssh site with --stage, or Globus "
-                             "Transfer); a globus-compute site reads and writes paths there")
         return globus.submit(site, args.input, args.output, extra, nodes=args.nodes, ranks_per_node=args.ranks,
-                             dry_run=args.dry_run)
+                             stage=args.stage, dry_run=args.dry_run)
     if site.provider == "ssh":
         return ssh.submit(site, args.input, args.output, extra, nodes=args.nodes, ranks_per_node=args.ranks,
                           stage=args.stage, dry_run=args.dry_run)
@@ -341,9 +338,10 @@ def _submit(args) -> int:
 
 
 def _endpoint_config(args) -> int:
-    from .launch.globus import endpoint_config
+    from .launch.globus import endpoint_config, progress_endpoint_config
 
-    print(endpoint_config(_site(args), args.nodes), end="")
+    site = _site(args)
+    print(progress_endpoint_config(site) if args.progress else endpoint_config(site, args.nodes), end="")
     return 0
 
 
@@ -369,7 +367,8 @@ def _scaling(args) -> int:
     for r in summary["runs"]:
         print(f"{r['ranks']:4d} rank(s)  {r['seconds_per_epoch']:.4f} s/iteration  efficiency "
               f"{r['efficiency']:.2f}  halo {r['halo_bytes_per_epoch'] / 1e6:.3f} MB/iteration")
-    print(f"wrote {path} and {png}")
+    where = "" if args.collect or site.provider != "globus-compute" else f" on {site.name}"
+    print(f"wrote {path} and {png}{where}")
     return 0
 
 
@@ -630,12 +629,15 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--nodes", type=int, default=1)
     u.add_argument("--ranks", type=int, help="MPI ranks per node (default: the profile's ranks_per_node)")
     u.add_argument("--dry-run", action="store_true", help="print the batch script and mpiexec line, run nothing")
-    u.add_argument("--stage", action="store_true", help="ssh sites: copy the input there and the result back")
+    u.add_argument("--stage", action="store_true", help="copy the input there and the results back (ssh sites: "
+                   "rsync; globus-compute sites: Globus Transfer)")
     u.set_defaults(run=_submit, reconstruct_actions=_reconstruct_options(u.add_argument_group("reconstruct options")))
 
     e = sub.add_parser("endpoint-config", help="the Globus Compute endpoint configuration (YAML) of a site")
     site_options(e)
     e.add_argument("--nodes", type=int, default=1, help="nodes per block (the most one reconstruction takes)")
+    e.add_argument("--progress", action="store_true", help="the progress endpoint's (progress_endpoint_id: a "
+                   "thread pool on the login node that reads the runs' logs while they run)")
     e.set_defaults(run=_endpoint_config)
 
     t = sub.add_parser("status", help="state of a job submitted to an ssh site; fetches its result when done")

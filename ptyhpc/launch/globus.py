@@ -12,22 +12,39 @@ nodes from the queues with Parsl's PBSProProvider and runs it as an ``MPIFunctio
 
 The SDK's ``Executor`` is used directly rather than Parsl's ``GlobusComputeExecutor``: the workstation then needs
 only ``globus-compute-sdk`` (its version must match the endpoint's within the SDK's compatibility window, the
-known pitfall), not a Parsl of the endpoint's version. Paths are on the site's filesystem (Eagle): stage them
-there first (``ptyhpc submit --site <ssh profile> --stage`` or Globus Transfer). The task writes its progress to
-``OUT.log`` beside the result; that file is where to watch it.
+known pitfall), not a Parsl of the endpoint's version. Paths are on the site's filesystem (Eagle), or
+``--stage`` copies the input there and the results back with Globus Transfer (``launch/transfer.py``).
 
-What runs here: the configuration is loaded by globus-compute-endpoint's own loader, and the function ptyhpc
-submits is run locally as an endpoint runs it (``MPIFunction.__call__`` with ``$PARSL_MPI_PREFIX``). What has not
-run: the submission to the real service and a real endpoint (no network to it from here).
+**Progress.** The task writes its progress to ``OUT.log`` beside the result. The endpoint that runs it has one
+worker per batch job, busy with the reconstruction, so the log is read through a second, light endpoint on a
+login node (``progress_endpoint_id``; ``ptyhpc endpoint-config --progress`` prints its configuration: a thread
+pool, no batch job), which sees the same filesystem: every ``PROGRESS_POLL`` seconds a ``ShellFunction`` returns
+what the log gained since the last look, and its complete lines are shown here. Without one, the log's path is
+printed and, on failure, the task's last lines of stderr.
+
+What runs here: the configurations are loaded by globus-compute-endpoint's own loader, and the functions ptyhpc
+submits are run locally as an endpoint runs them (``MPIFunction.__call__`` with ``$PARSL_MPI_PREFIX``,
+``ShellFunction.__call__``), concurrently, the progress polled while the reconstruction runs. What has not run:
+the submission to the real service and a real endpoint (no network to it from here).
 """
 from __future__ import annotations
 
+import json
 import os
+import posixpath
+import shlex
 import sys
+from concurrent.futures import wait
 
 from .sites import Site
 
 ENGINE = "GlobusMPIEngine"
+PROGRESS_POLL = 10.0
+"""Seconds between looks at the running task's log (each is one small task on the progress endpoint)."""
+CHUNK = 1 << 16
+"""Most bytes of the log one look returns."""
+FAILURE_LINES = 20
+"""Lines of the task's stderr shown when it failed and no progress endpoint showed them already."""
 
 
 def resource_specification(site: Site, nodes: int, ranks_per_node: int) -> dict:
@@ -75,12 +92,117 @@ def endpoint_config(site: Site, nodes: int) -> str:
     return yaml.safe_dump({"display_name": f"ptyhpc-{site.name}", "engine": engine}, sort_keys=False)
 
 
+def progress_endpoint_config(site: Site) -> str:
+    """The YAML of the progress endpoint (``progress_endpoint_id``): a thread pool on the login node, no batch
+    job, the same environment as the runs (``worker_init`` becomes its ``endpoint_setup``)."""
+    import yaml
+
+    return yaml.safe_dump({"display_name": f"ptyhpc-{site.name}-progress", "endpoint_setup": site.worker_init.strip(),
+                           "engine": {"type": "ThreadPoolEngine", "max_workers": 2}}, sort_keys=False)
+
+
+class Session:
+    """The site's endpoints as the workstation uses them: MPI tasks on the main endpoint, small shell commands
+    on the progress endpoint (or, without one, on the main endpoint as a 1-node, 1-rank task)."""
+
+    def __init__(self, site: Site, nodes: int):
+        if not site.endpoint_id:
+            raise ValueError(f"site {site.name}: a globus-compute site needs endpoint_id")
+        try:
+            from globus_compute_sdk import Executor
+        except ImportError:
+            raise ValueError("Globus Compute needs its SDK: pip install 'ptyhpc[globus]'") from None
+        config = user_endpoint_config(site, nodes) if site.endpoint_kind == "facility" else None
+        self.site, self.main = site, Executor(endpoint_id=site.endpoint_id, user_endpoint_config=config)
+        self.side = Executor(endpoint_id=site.progress_endpoint_id) if site.progress_endpoint_id else None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for ex in filter(None, (self.main, self.side)):
+            ex.shutdown(wait=False, cancel_futures=True)
+        return False
+
+    def mpi(self, line: str, log: str, nodes: int, ranks_per_node: int):
+        """Submit ``$PARSL_MPI_PREFIX line`` on ``nodes`` x ``ranks_per_node`` ranks; its Future."""
+        self.main.resource_specification = resource_specification(self.site, nodes, ranks_per_node)
+        return self.main.submit(mpi_function(line, log))
+
+    def shell(self, cmd: str):
+        """Run a short shell command on the site; its ShellResult (stdout, stderr, returncode)."""
+        from globus_compute_sdk import ShellFunction
+
+        fn = ShellFunction(cmd, snippet_lines=1 << 20)
+        if self.side:
+            return self.side.submit(fn).result()
+        self.main.resource_specification = {"num_nodes": 1, "ranks_per_node": 1}
+        return self.main.submit(fn).result()
+
+
+class Progress:
+    """The complete lines a file on the site gained since the last look, through ``Session.shell``."""
+
+    def __init__(self, session: Session, path: str, stream):
+        self.session, self.path, self.stream, self.rest = session, path, stream, b""
+        quoted = shlex.quote(path)
+        self.offset = int(session.shell(f"stat -c %s {quoted} 2>/dev/null || echo 0").stdout.strip() or 0)
+        """Bytes already there before the run (a log is appended to)."""
+
+    def __call__(self, final: bool = False) -> None:
+        r = self.session.shell(f"tail -c +{self.offset + 1} {shlex.quote(self.path)} 2>/dev/null | head -c {CHUNK}")
+        chunk = r.stdout.encode()
+        self.offset += len(chunk)
+        lines = (self.rest + chunk).split(b"\n")
+        self.rest = b"" if final else lines.pop()
+        for line in lines:
+            if line or not final:
+                self.stream.write(line.decode(errors="replace") + "\n")
+        self.stream.flush()
+
+
+def run(session: Session, line: str, log: str, nodes: int, ranks_per_node: int, stream) -> int:
+    """One MPI task, its log's lines streamed to ``stream`` while it runs (with a progress endpoint); its exit
+    code (1 when the task itself failed: the endpoint's error is shown)."""
+    future = session.mpi(line, log, nodes, ranks_per_node)
+    tail = Progress(session, log, stream) if session.side else None
+    while not future.done():
+        wait([future], timeout=PROGRESS_POLL)
+        if tail and not future.done():
+            tail()
+    try:
+        result = future.result()
+    except Exception as e:  # the endpoint, the batch job or the worker failed: no exit code of the task
+        stream.write(f"ptyhpc submit: the task did not run: {type(e).__name__}: {e}\n")
+        return 1
+    if tail:
+        while tail.offset < _size(session, log):  # the rest of the log (more than one look's worth)
+            tail()
+        tail(final=True)
+    if result.returncode and not tail:
+        last = result.stderr.splitlines()[-FAILURE_LINES:]
+        stream.write("".join(f"  | {x}\n" for x in last))
+    return result.returncode
+
+
+def _size(session: Session, path: str) -> int:
+    return int(session.shell(f"stat -c %s {shlex.quote(path)} 2>/dev/null || echo 0").stdout.strip() or 0)
+
+
 def submit(site: Site, input_path, output, args=(), nodes: int = 1, ranks_per_node: int | None = None,
-           dry_run: bool = False, stream=sys.stderr) -> int:
-    """One reconstruction through the site's endpoint; returns its exit code."""
+           stage: bool = False, dry_run: bool = False, stream=sys.stderr) -> int:
+    """One reconstruction through the site's endpoint (with ``stage``: the input sent there and the results
+    fetched with Globus Transfer); returns its exit code."""
+    from . import transfer
     from .submit import reconstruct_line
 
     rpn = ranks_per_node or site.ranks_per_node
+    plan = None
+    if stage:
+        transfer.check(site)
+        plan = transfer.Plan(site, os.path.abspath(input_path), os.path.abspath(output),
+                             preview="--no-preview" not in args)
+        input_path, output = plan.remote_input, plan.remote_output
     output = os.path.abspath(output)
     log = os.path.splitext(output)[0] + ".log"
     line = reconstruct_line(site, input_path, output, args)
@@ -91,22 +213,60 @@ def submit(site: Site, input_path, output, args=(), nodes: int = 1, ranks_per_no
                 f"endpoint config (ptyhpc endpoint-config --site {site.name}):\n{endpoint_config(site, nodes)}")
         print(f"# site {site.name}: Globus Compute endpoint {site.endpoint_id or '<endpoint_id>'}\n# {kind}\n"
               f"# resource_specification {spec}\n# MPIFunction: $PARSL_MPI_PREFIX {line} (stderr to {log})")
+        if plan:
+            for what, doc in (("before", plan.inbound()), ("after", plan.outbound())):
+                items = ", ".join(f"{i['source_path']} -> {i['destination_path']}" for i in doc["DATA"])
+                print(f"# Globus Transfer {what} the run, {doc['source_endpoint']} -> {doc['destination_endpoint']} "
+                      f"(sync {transfer.SYNC}): {items}")
         return 0
-    if not site.endpoint_id:
-        raise ValueError(f"site {site.name}: a globus-compute site needs endpoint_id")
-    try:
-        from globus_compute_sdk import Executor
-    except ImportError:
-        raise ValueError("Globus Compute needs its SDK: pip install 'ptyhpc[globus]'") from None
-    config = user_endpoint_config(site, nodes) if site.endpoint_kind == "facility" else None
+    if plan and not os.path.isfile(plan.local_input):
+        raise FileNotFoundError(f"{plan.local_input}: no such input")
+    tc = transfer.client(site) if plan else None
+    if plan:
+        transfer.run(tc, plan.inbound(), "of the input", stream)
+    where = "here" if site.progress_endpoint_id else f"in {log} (no progress_endpoint_id)"
     stream.write(f"ptyhpc submit: {nodes} node(s) x {rpn} rank(s) through Globus Compute endpoint "
-                 f"{site.endpoint_id}; progress in {log}\n")
-    with Executor(endpoint_id=site.endpoint_id, user_endpoint_config=config) as ex:
-        ex.resource_specification = spec
-        result = ex.submit(mpi_function(line, log)).result()
-    if result.returncode:
-        stream.write(f"ptyhpc submit: the reconstruction failed (exit code {result.returncode}); its output is "
-                     f"in {log}\n")
-        return result.returncode
-    print(f"result: {output}")
+                 f"{site.endpoint_id}; progress {where}\n")
+    with Session(site, nodes) as session:
+        code = run(session, line, log, nodes, rpn, stream)
+    if plan:
+        transfer.run(tc, plan.outbound(log_only=bool(code)), "of the results" if not code else "of the log", stream)
+        output, log = plan.local_output, os.path.splitext(plan.local_output)[0] + ".log"
+    if code:
+        stream.write(f"ptyhpc submit: the reconstruction failed (exit code {code}); its output is in {log}\n")
+        return code
+    preview = os.path.splitext(output)[0] + ".png"
+    print(f"result: {output}" + (f"\npreview: {preview}" if "--no-preview" not in args else ""))
     return 0
+
+
+def campaign(site: Site, inputs: dict, tasks, outputs, folder: str, mode: str, stream=sys.stderr) -> dict:
+    """``ptyhpc scaling`` through the site's endpoint: the simulated ``inputs`` {path: simulate arguments}
+    written there, the ``tasks`` [(name, nodes, ranks per node, line)] run one after the other (each run's log
+    ``folder/NAME.log``), then ``ptyhpc scaling --collect`` there (``folder/scaling.json`` and ``.png``); returns
+    the summary. Raises RuntimeError if a step fails."""
+    python = site.python_command
+    with Session(site, max(t[1] for t in tasks)) as session:
+        def step(cmd, what):
+            r = session.shell(cmd)
+            if r.returncode:
+                raise RuntimeError(f"scaling on {site.name}: {what} failed (exit code {r.returncode}): "
+                                   + " | ".join(r.stderr.strip().splitlines()[-FAILURE_LINES:]))
+            return r
+
+        step(f"mkdir -p {shlex.quote(folder)}", f"making {folder}")
+        for path, words in inputs.items():
+            step(" ".join(shlex.quote(str(w)) for w in [python, "-m", "ptyhpc", "simulate", path, *words]),
+                 f"simulating {path}")
+        failed = []
+        for name, nodes, rpn, line in tasks:
+            stream.write(f"ptyhpc scaling: {name} ({nodes} node(s) x {rpn} rank(s))\n")
+            if run(session, line, posixpath.join(folder, name + ".log"), nodes, rpn, stream):
+                failed.append(name)
+        if failed:
+            raise RuntimeError(f"scaling runs failed: {', '.join(failed)} (their logs are in {folder} on {site.name})")
+        step(" ".join(shlex.quote(str(w)) for w in [python, "-m", "ptyhpc", "scaling", "--collect", *outputs,
+                                                    "--mode", mode, "-o", folder]), "collecting the runs")
+        return json.loads(step(f"cat {shlex.quote(posixpath.join(folder, 'scaling.json'))}", "reading the summary").stdout)
+
+

@@ -23,15 +23,22 @@ def run_name(nodes: int, ranks_per_node: int) -> str:
     return f"run_n{nodes}_r{ranks_per_node}"
 
 
+def weak_set(ranks: int, positions_per_rank: int, base_side: int = 256) -> tuple[str, dict]:
+    """(file name, ``SimConfig`` settings) of the simulated set for ``ranks`` ranks (positions and object area
+    proportional to ``ranks``)."""
+    side = int(round(base_side * math.sqrt(ranks) / 16)) * 16
+    return f"weak_{ranks}.cxi", dict(object_size=side, probe_size=64, positions=positions_per_rank * ranks,
+                                     probe_diameter=22, aperture_radius=8)
+
+
 def weak_input(folder, ranks: int, positions_per_rank: int, base_side: int = 256) -> str:
-    """A simulated set for ``ranks`` ranks (positions and object area proportional to ``ranks``)."""
+    """The simulated set for ``ranks`` ranks in ``folder`` (written here if it is not there yet)."""
     from ..simulate import SimConfig, write
 
-    path = os.path.join(folder, f"weak_{ranks}.cxi")
+    name, settings = weak_set(ranks, positions_per_rank, base_side)
+    path = os.path.join(folder, name)
     if not os.path.exists(path):
-        side = int(round(base_side * math.sqrt(ranks) / 16)) * 16
-        write(path, SimConfig(object_size=side, probe_size=64, positions=positions_per_rank * ranks,
-                              probe_diameter=22, aperture_radius=8))
+        write(path, SimConfig(**settings))
     return path
 
 
@@ -103,23 +110,45 @@ def write_summary(summary: dict, folder: str) -> tuple[str, str]:
 def campaign(site, input_path, folder, nodes_list, ranks_list, mode: str, args=(), positions_per_rank: int = 150,
              stream=None) -> tuple[dict, str, str]:
     """Run every (nodes, ranks per node) combination on ``site``, one after the other in one block of
-    max(nodes_list) nodes; returns (summary, json path, png path). Raises RuntimeError if a run fails."""
+    max(nodes_list) nodes; returns (summary, json path, png path). Raises RuntimeError if a run fails. On a
+    globus-compute site ``folder`` is a path there: the sets are simulated, the runs made and summarised there
+    (``globus.campaign``)."""
+    import posixpath
     import sys
 
     from .submit import reconstruct_line, run_tasks
 
     stream = stream or sys.stderr
-    os.makedirs(folder, exist_ok=True)
+    remote = site.provider == "globus-compute"
+    if remote and not posixpath.isabs(folder):
+        raise ValueError(f"scaling on {site.name}: -o must be an absolute folder on the site, not {folder!r}")
+    inputs = {}
+
+    def simulated(ranks):
+        name, settings = weak_set(ranks, positions_per_rank)
+        if not remote:
+            return weak_input(folder, ranks, positions_per_rank)
+        path = posixpath.join(folder, name)
+        inputs[path] = [w for k, v in settings.items() for w in (f"--{k.replace('_', '-')}", str(v))]
+        return path
+
+    if not remote:
+        os.makedirs(folder, exist_ok=True)
     tasks, outputs = [], []
     if mode == "strong" and not input_path:
-        input_path = weak_input(folder, max(nodes_list) * max(ranks_list), positions_per_rank)
+        input_path = simulated(max(nodes_list) * max(ranks_list))
     for nodes in nodes_list:
         for rpn in ranks_list:
-            source = input_path if mode == "strong" else weak_input(folder, nodes * rpn, positions_per_rank)
+            source = input_path if mode == "strong" else simulated(nodes * rpn)
             out = os.path.join(folder, run_name(nodes, rpn) + ".h5")
             line = reconstruct_line(site, source, out, [*args, "--no-preview", "--quiet"])
             tasks.append((run_name(nodes, rpn), nodes, rpn, line))
             outputs.append(out)
+    if remote:
+        from . import globus
+
+        summary = globus.campaign(site, inputs, tasks, outputs, folder, mode, stream)
+        return summary, posixpath.join(folder, "scaling.json"), posixpath.join(folder, "scaling.png")
     codes = run_tasks(site, max(nodes_list), tasks, os.path.join(folder, "ptyhpc_runinfo"), stream)
     failed = [t[0] for t, c in zip(tasks, codes) if c]
     if failed:

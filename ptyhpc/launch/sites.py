@@ -74,6 +74,24 @@ class Site:
     endpoint_kind: str = "own"
     """globus-compute sites: 'own' (the user's endpoint, configured from ``ptyhpc endpoint-config``) or 'facility'
     (a multi-user endpoint such as ALCF's: the job's shape travels as ``user_endpoint_config``)."""
+    progress_endpoint_id: str = ""
+    """globus-compute sites: an endpoint on a login node of the site (``ptyhpc endpoint-config --progress``: a
+    thread pool, no batch job) through which the run's log is read while it runs, and the small steps of a
+    scaling campaign run; '' = none (the log stays on the site; the small steps take a compute node)."""
+    collection: str = ""
+    """globus-compute sites, ``--stage``: the site's Globus collection (UUID), e.g. Eagle's."""
+    collection_root: str = ""
+    """The folder of the site's filesystem that ``collection`` shows at its root ('' = the filesystem's root)."""
+    collection_data_access: bool = True
+    """``collection`` is a mapped Globus Connect Server collection, which needs the data_access consent (a guest
+    collection does not)."""
+    stage_dir: str = ""
+    """globus-compute sites, ``--stage``: the folder on the site's filesystem for staged inputs and results."""
+    local_collection: str = ""
+    """globus-compute sites, ``--stage``: the workstation's collection (Globus Connect Personal or the
+    beamline's Globus Connect Server), UUID."""
+    local_collection_root: str = ""
+    """The workstation folder that ``local_collection`` shows at its root ('' = the filesystem's root)."""
     source: str = ""
     """The profile file this site was read from (set by ``load_site``)."""
     address_interface: str = ""
