@@ -79,8 +79,6 @@ def user_endpoint_config(site: Site, nodes: int) -> dict:
 
 def endpoint_config(site: Site, nodes: int) -> str:
     """The YAML of the user's own endpoint (``~/.globus_compute/NAME/config.yaml``) for ``site``."""
-    import yaml
-
     provider = {"type": "PBSProProvider", "account": site.account, "queue": site.queue,
                 "walltime": site.walltime, "nodes_per_block": nodes, "init_blocks": 0, "min_blocks": 0,
                 "max_blocks": 1, "select_options": site.select_options, "cpus_per_node": site.cpus_per_node,
@@ -89,16 +87,26 @@ def endpoint_config(site: Site, nodes: int) -> str:
     engine = {"type": ENGINE, "mpi_launcher": "mpiexec", "max_workers_per_block": 1, "provider": provider}
     if site.address_interface:
         engine["address"] = {"type": "address_by_interface", "ifname": site.address_interface}
-    return yaml.safe_dump({"display_name": f"ptyhpc-{site.name}", "engine": engine}, sort_keys=False)
+    return _yaml({"display_name": f"ptyhpc-{site.name}", "engine": engine})
+
+
+def _yaml(document: dict) -> str:
+    """YAML with multi-line strings (worker_init) as literal blocks, as one writes them by hand."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    Dumper.add_representer(str, lambda d, v: d.represent_scalar("tag:yaml.org,2002:str", v,
+                                                                style="|" if "\n" in v else None))
+    return yaml.dump(document, Dumper=Dumper, sort_keys=False)
 
 
 def progress_endpoint_config(site: Site) -> str:
     """The YAML of the progress endpoint (``progress_endpoint_id``): a thread pool on the login node, no batch
     job, the same environment as the runs (``worker_init`` becomes its ``endpoint_setup``)."""
-    import yaml
-
-    return yaml.safe_dump({"display_name": f"ptyhpc-{site.name}-progress", "endpoint_setup": site.worker_init.strip(),
-                           "engine": {"type": "ThreadPoolEngine", "max_workers": 2}}, sort_keys=False)
+    return _yaml({"display_name": f"ptyhpc-{site.name}-progress", "endpoint_setup": site.worker_init.strip(),
+                  "engine": {"type": "ThreadPoolEngine", "max_workers": 2}})
 
 
 class Session:
