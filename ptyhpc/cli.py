@@ -203,10 +203,11 @@ def _replay(args) -> int:
 
 
 STREAM_KEYS = ("frames", "positions", "expected", "final_epochs", "quiet_seconds", "timeout", "preview",
-               "preview_every", "energy_ev", "distance", "detector_pixel")
+               "preview_every", "energy_ev", "distance", "detector_pixel", "route", "snapshot_every")
 """Keys of a stream profile's [stream] table (the command line's options without dashes); [stream.fields] names
 the positions update's fields (trigger, x, y, last)."""
-STREAM_DEFAULTS = {"final_epochs": 50, "quiet_seconds": 2.0, "timeout": 30.0, "preview_every": 1.0}
+STREAM_DEFAULTS = {"final_epochs": 50, "quiet_seconds": 2.0, "timeout": 30.0, "preview_every": 1.0,
+                   "route": "receiver", "snapshot_every": 30.0}
 
 
 def _stream_profile(args) -> dict:
@@ -264,12 +265,18 @@ def _stream(args) -> int:
                   probe_writable=rank == 0)
     probe = _initial(args.probe, "probe") if args.probe else None
     live = Live(cfg, comm, args.energy_ev, args.distance, args.detector_pixel, probe=probe, log=log.info)
-    receiver = preview = None
-    if rank == 0:
-        from .io import pva
+    if args.route not in ("receiver", "distributor"):
+        raise ValueError(f"--route: 'receiver' or 'distributor', not {args.route!r}")
+    distributed = args.route == "distributor" and comm is not None and comm.Get_size() > 1
+    group = comm.bcast(f"ptyhpc-{os.getpid()}", root=0) if distributed else ""  # this job's ranks, no other's
+    receiver = preview = share = None
+    from .io import pva
 
-        receiver = pva.Receiver(args.frames, args.positions_channel, fields)
+    if rank == 0:
+        receiver = pva.Receiver(args.frames, args.positions_channel, fields, group=group)
         preview = pva.Preview(args.preview) if args.preview else None
+    elif distributed:
+        share = pva.Share(args.frames, group)
     import signal
 
     caught = []  # SIGTERM (a scheduler ending the job, mpiexec forwards it): end the scan, write what arrived
@@ -277,9 +284,12 @@ def _stream(args) -> int:
     try:
         result = run(live, receiver, args.expected, args.quiet_seconds, args.timeout, args.final_epochs,
                      preview=preview, previewing=bool(args.preview), preview_every=args.preview_every,
-                     stop=lambda: bool(caught))
+                     stop=lambda: bool(caught), share=share, distributed=distributed, snapshot=args.output,
+                     snapshot_every=args.snapshot_every)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if share is not None:
+            share.close()
         joiner = receiver.close() if receiver is not None else None
     live.rec.write(args.output)
     if rank == 0:
@@ -299,7 +309,8 @@ def _stream(args) -> int:
               f"conflicting), {len(report['frames_without_position'])} frames without a position, "
               f"{len(report['positions_without_frame'])} positions without a frame"
               + (f", {len(report['never_arrived'])} of {args.expected} never arrived" if args.expected else "")
-              + f"; wrote {args.output}, {stem}.scan.cxi, {stem}.stream.json", file=sys.stderr)
+              + f"; {result['snapshots']} snapshot(s) while it ran; wrote {args.output}, {stem}.scan.cxi, "
+              f"{stem}.stream.json", file=sys.stderr)
         if not args.no_preview:
             from .io.product import read_product
             from .preview import save_preview
@@ -590,6 +601,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a channel silent for S seconds from the start is an error; both silent: the scan ends (30)")
     st.add_argument("--preview", metavar="CH", help="publish previews on CH (phase), CH:amplitude, CH:probe, CH:cost")
     st.add_argument("--preview-every", type=float, metavar="S", help="seconds between previews (1)")
+    st.add_argument("--snapshot-every", type=float, metavar="S", help="while the scan runs, write the product so far "
+                    "to -o every S seconds (atomically; 30; 0: only at the end)")
+    st.add_argument("--route", choices=("receiver", "distributor"), help="how frames reach the ranks: rank 0 "
+                    "receives them all and broadcasts ('receiver', the default), or pvapy's data distributor deals "
+                    "them to every rank in turn, gathered to rank 0 to be joined ('distributor')")
     st.add_argument("--energy-ev", type=float, help="photon energy (eV)")
     st.add_argument("--distance", type=float, help="sample-detector distance (m)")
     st.add_argument("--detector-pixel", type=float, help="detector pixel size (m)")

@@ -2,7 +2,9 @@
 usual engine runs epochs over what has arrived.
 
 Rank 0 receives (``io.pva.Receiver``) and, at every epoch boundary, broadcasts what joined since the last one;
-every rank keeps the joined scan in memory (frames as the detector gave them). When the scan has grown enough
+every rank keeps the joined scan in memory (frames as the detector gave them). Or (``distributed``) pvapy's data
+distributor deals the frames to all ranks in turn, each gathers its share to rank 0 at every epoch boundary, and
+rank 0 joins and broadcasts as before (duplicates and conflicts are seen in one place). When the scan has grown enough
 (``GROWTH``) the reconstruction is set up afresh over all positions so far (a new partition: the object grows
 where they land), starting from the previous object (placed on the new grid by the positions the two share)
 and probe; otherwise one more epoch runs over the current positions. Rank 0 publishes a preview after every
@@ -89,26 +91,43 @@ class Live:
 
 
 def run(live: Live, receiver, expected, quiet: float, timeout: float, final_epochs: int, preview=None,
-        previewing: bool = False, preview_every: float = 1.0, poll: float = 0.05, stop=lambda: False) -> dict:
+        previewing: bool = False, preview_every: float = 1.0, poll: float = 0.05, stop=lambda: False,
+        share=None, distributed: bool = False, snapshot: str | None = None, snapshot_every: float = 0.0) -> dict:
     """Drive ``live`` until the scan ends, then its final epochs. ``receiver`` (rank 0 only, else None) is an
     ``io.pva.Receiver``; ``preview`` (rank 0) an ``io.pva.Preview``, ``previewing`` whether there is one (every
     rank); ``stop()`` true on rank 0 (a signal was caught) ends the scan at once with one final epoch over what
-    has arrived. Collective. Returns timings (seconds from the first frame) and why the scan ended."""
+    has arrived. ``distributed`` (every rank): the frames come through pvapy's data distributor, each rank but 0
+    receiving its share (``share``, an ``io.pva.Share``), gathered to rank 0 at every step. ``snapshot``: the
+    product written there (atomically) every ``snapshot_every`` seconds while the scan runs. One broadcast per
+    step carries what joined, whether the scan is over and whether a preview or snapshot is due. Collective.
+    Returns timings (seconds from the first frame), why the scan ended and the snapshots written."""
     comm = live.comm
     rank = comm.Get_rank() if comm is not None else 0
-    timings, last_preview, why = {}, -np.inf, None
+    timings, why, snapshots = {}, None, 0
+    last = {"preview": -np.inf, "snapshot": time.monotonic()}
+    """When rank 0 last published a preview and wrote a snapshot."""
+    handed = np.zeros(comm.Get_size() if comm is not None else 1, dtype=np.int64)
+    """Frames each rank received from the distributor and handed to rank 0 (rank 0's own: ``receiver.own``)."""
     while True:
+        if distributed and comm is not None:
+            parts = comm.gather(share.take() if share is not None else [], root=0)
+            if rank == 0:
+                handed += [len(part) for part in parts]
+                receiver.add_frames([f for part in parts for f in part])
         message = None
         if rank == 0:
+            now = time.monotonic()
+            due = (previewing and now - last["preview"] >= preview_every,
+                   bool(snapshot) and snapshot_every > 0 and now - last["snapshot"] >= snapshot_every)
             try:
                 why = "signal" if stop() else receiver.status(expected, quiet, timeout)
-                message = ("ok", [(i.trigger, i.frame, i.x, i.y) for i in receiver.take()], why)
+                message = ("ok", [(i.trigger, i.frame, i.x, i.y) for i in receiver.take()], why, due)
             except (TimeoutError, ValueError) as e:  # raised on every rank, after the broadcast
-                message = ("error", e, None)
+                message = ("error", e, None, None)
         message = comm.bcast(message, root=0) if comm is not None else message
         if message[0] == "error":
             raise message[1]
-        _, items, why = message
+        _, items, why, (publish, snap) = message
         live.add(items)
         if why:
             break
@@ -117,17 +136,16 @@ def run(live: Live, receiver, expected, quiet: float, timeout: float, final_epoc
         if live.epochs_run == before:
             time.sleep(poll)
             continue
-        if not previewing:
-            continue
-        now = time.monotonic()
-        publish = now - last_preview >= preview_every
-        publish = comm.bcast(publish, root=0) if comm is not None else publish
         if publish:
             obj = live.rec.gather_object()  # collective: every rank sends its core
             if rank == 0:
                 preview.publish(obj, asnumpy(live.rec.state.probe), live.rec.history.costs[-1], len(live.frames))
-                timings.setdefault("first_preview", time.monotonic() - (receiver.first_frame or now))
-            last_preview = now
+                last["preview"] = time.monotonic()
+                timings.setdefault("first_preview", last["preview"] - (receiver.first_frame or last["preview"]))
+        if snap:
+            live.rec.write(snapshot)  # collective, atomic: a reader sees the previous snapshot or this one
+            snapshots += 1
+            last["snapshot"] = time.monotonic()
     if rank == 0:
         timings["last_frame"] = time.monotonic() - (receiver.first_frame or time.monotonic())
     end = time.monotonic()
@@ -140,4 +158,7 @@ def run(live: Live, receiver, expected, quiet: float, timeout: float, final_epoc
         obj = live.rec.gather_object()
         if rank == 0:
             preview.publish(obj, asnumpy(live.rec.state.probe), live.rec.history.costs[-1], len(live.frames))
-    return {"why": why, "timings": timings, "epochs_while_streaming": live.epochs_run - 1}
+    result = {"why": why, "timings": timings, "epochs_while_streaming": live.epochs_run - 1, "snapshots": snapshots}
+    if distributed and rank == 0:
+        result["frames_per_rank"] = [receiver.own] + handed[1:].tolist()
+    return result

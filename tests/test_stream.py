@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import h5py
 import numpy as np
@@ -83,18 +84,21 @@ def _stream(env, tag, out, *extra, ranks=1):
                                  "--no-preview", *extra], env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_stream_joins_shuffled_dropped_duplicated_frames_correctly(tmp_path, pva_env):
+@pytest.mark.parametrize("route", ["receiver", "distributor"])
+def test_stream_joins_shuffled_dropped_duplicated_frames_correctly(tmp_path, pva_env, route):
     """150 frames replayed shuffled, 5 % dropped, 5 % duplicated, positions in chunks of 20 before and after
     their frames: every joined pattern is the file's pattern of its trigger count with its own position, the
-    dropped ones are reported, nothing is paired wrongly; then 2 ranks reconstruct the joined scan."""
+    dropped ones are reported, nothing is paired wrongly; then 2 ranks reconstruct the joined scan. Both routes
+    of the frames: all to rank 0, or dealt to both ranks by pvapy's data distributor."""
     data = tmp_path / "s.cxi"
     subprocess.run([sys.executable, "-m", "ptyhpc", "simulate", data, *SMALL, "--initial-probe",
                     tmp_path / "p0.npy"], check=True, capture_output=True)
-    replay = _replay(pva_env, data, "t1", "--shuffle", "--drop", "0.05", "--duplicate", "0.05",
+    tag = f"t1{route}"
+    replay = _replay(pva_env, data, tag, "--shuffle", "--drop", "0.05", "--duplicate", "0.05",
                      "--positions-chunk", "20", "--rate", "300", "--seed", "5")
     out = tmp_path / "out.h5"
-    r = _stream(pva_env, "t1", out, "--final-epochs", "5", "--quiet-seconds", "1", "--timeout", "20", "--probe",
-                tmp_path / "p0.npy", ranks=2)
+    r = _stream(pva_env, tag, out, "--final-epochs", "5", "--quiet-seconds", "1", "--timeout", "20", "--probe",
+                tmp_path / "p0.npy", "--route", route, ranks=2)
     replay.wait(timeout=60)
     assert r.returncode == 0, r.stderr + replay.stdout.read()
     events = schedule(150, 20, True, 0.05, 0.05, 5)
@@ -103,6 +107,10 @@ def test_stream_joins_shuffled_dropped_duplicated_frames_correctly(tmp_path, pva
     assert report["positions_without_frame"] == [t + 1 for t in dropped] and dropped
     assert report["joined"] == 150 - len(dropped) and report["conflicts"] == 0
     assert report["duplicate_frames"] == sum(e[0] == "frame" for e in events) - (150 - len(dropped))
+    if route == "distributor":  # each rank received a share, every frame sent exactly once
+        shares = report["frames_per_rank"]
+        assert len(shares) == 2 and min(shares) > 0.3 * sum(shares), shares
+        assert sum(shares) == sum(e[0] == "frame" for e in events)
     d = load(data)
     original = np.fft.fftshift(d.read_patterns(np.arange(150)).intensity, axes=(-2, -1))
     with h5py.File(tmp_path / "out.scan.cxi") as f:
@@ -158,7 +166,8 @@ def test_a_positions_channel_that_never_appears_is_a_clear_error_on_every_rank(t
 def test_previews_are_published_while_the_scan_runs(tmp_path, pva_env):
     """Frames at 50 Hz (3 s for the scan) with --preview: epochs run while they arrive, and a plain pvapy client
     reads the previews back: phase images of the growing object that change as epochs run, the last one the
-    product's object shape; the first preview comes within 5 s of the first frame."""
+    product's object shape; the first preview comes within 5 s of the first frame. Product snapshots of the scan so
+    far are written to -o while it runs (read back here as they come)."""
     import threading
 
     data = tmp_path / "s.cxi"
@@ -182,8 +191,15 @@ def test_previews_are_published_while_the_scan_runs(tmp_path, pva_env):
     result = {}
     thread = threading.Thread(target=lambda: result.update(r=_stream(
         pva_env, "t5", out, "--expected", "150", "--final-epochs", "10", "--probe", tmp_path / "p0.npy",
-        "--preview", "t5:preview", "--preview-every", "0.2", "--timeout", "20")))
+        "--preview", "t5:preview", "--preview-every", "0.2", "--timeout", "20", "--snapshot-every", "0.5")))
     thread.start()
+    snapshots, mtime = [], None
+    while thread.is_alive():  # the snapshots as a reader meets them: every one a whole product
+        if out.exists() and out.stat().st_mtime != mtime:
+            mtime = out.stat().st_mtime
+            p = read_product(out)
+            snapshots.append((len(p["scan"]), int(p["attrs"]["epochs"])))
+        time.sleep(0.05)
     thread.join()
     replay.wait(timeout=60)
     seen = json.loads(client.communicate(timeout=60)[0])
@@ -194,6 +210,8 @@ def test_previews_are_published_while_the_scan_runs(tmp_path, pva_env):
     ids = [s[0] for s in seen]
     assert ids == sorted(ids) and len(set(s[2] for s in seen)) == len(seen)  # each preview differs
     assert tuple(seen[-1][1]) == read_product(out)["object"].shape
+    during = [c for c, _ in snapshots if c < 150]
+    assert len(during) >= 2 and during == sorted(during) and report["snapshots"] >= len(during), snapshots
 
 
 def test_sigterm_mid_scan_writes_a_product_of_what_arrived(tmp_path, pva_env):

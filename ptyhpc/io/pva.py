@@ -28,6 +28,28 @@ POSITIONS = None
 """The positions channel's structure (made on first use: pvaccess is imported only when streaming)."""
 
 
+def frames_request(group: str = "") -> str:
+    """The frames channel's pvRequest: a queue on the server (``SERVER_QUEUE``) and, with ``group``, pvapy's data
+    distributor (the server's ``pydistributor`` plugin): the subscribers of one group take the updates in turn,
+    one each (every subscriber its own set), so R ranks each receive every R-th frame."""
+    share = f"_[pydistributor=group:{group};updates:1]" if group else ""
+    return f"record[queueSize={SERVER_QUEUE}]field({share})"
+
+
+def _images(queue, pva, reshape) -> list:
+    """The (trigger count, image) of every frame waiting in ``queue`` (the record's initial, empty value left
+    out)."""
+    out = []
+    while True:
+        try:
+            pv = queue.get()
+        except pva.QueueEmpty:
+            return out
+        uid, image, *_ = reshape(pv)
+        if image is not None and uid > 0:
+            out.append((uid, image))
+
+
 def loopback(env=os.environ) -> None:
     """PV Access on 127.0.0.1 only: no automatic address list (no broadcast), the server bound to loopback.
     Values already in the environment are kept."""
@@ -116,9 +138,11 @@ class Receiver:
     Updates are queued by pvapy's C++ layer (``Channel.qMonitor`` into a ``PvObjectQueue``, asking the server for a
     queue of its own too) and drained by :meth:`status` and :meth:`take` in the caller's thread: nothing in the
     network path waits for Python. (Python callbacks instead wait for the GIL, which an epoch holds: measured 850
-    of 2,100 frames lost at 100 Hz, and with pvapy's own callback queue whole position chunks were lost.)"""
+    of 2,100 frames lost at 100 Hz, and with pvapy's own callback queue whole position chunks were lost.) With
+    ``group`` the frames come through pvapy's data distributor, this receiver taking its turn with the other
+    ranks' ``Share``; theirs are handed over with :meth:`add_frames`."""
 
-    def __init__(self, frames_channel: str, positions_channel: str, fields: dict | None = None):
+    def __init__(self, frames_channel: str, positions_channel: str, fields: dict | None = None, group: str = ""):
         pva = _pva()
         self.fields = dict(FIELDS, **(fields or {}))
         """Which fields of a positions update hold the trigger counts, x, y and the end flag (``FIELDS``)."""
@@ -132,27 +156,32 @@ class Receiver:
         self.started = time.monotonic()
         self.first_frame = None
         """time.monotonic() of the first frame drained (for the latency figures)."""
+        self.own = 0
+        """Frames this receiver took from its own subscription (all of them, unless distributed)."""
         self.channels = [pva.Channel(frames_channel, pva.PVA), pva.Channel(positions_channel, pva.PVA)]
         self.queues = [pva.PvObjectQueue(QUEUE), pva.PvObjectQueue(QUEUE)]
-        for c, q in zip(self.channels, self.queues):
-            c.qMonitor(q, f"record[queueSize={SERVER_QUEUE}]field()")
+        self.channels[0].qMonitor(self.queues[0], frames_request(group))
+        self.channels[1].qMonitor(self.queues[1], frames_request())
 
     def _drain(self) -> None:
-        for q, handle in zip(self.queues, (self._on_frame, self._on_positions)):
-            while True:
-                try:
-                    pv = q.get()
-                except self._pva.QueueEmpty:
-                    break
-                handle(pv)
+        own = _images(self.queues[0], self._pva, self._reshape)
+        self.own += len(own)
+        self.add_frames(own)
+        while True:
+            try:
+                pv = self.queues[1].get()
+            except self._pva.QueueEmpty:
+                break
+            self._on_positions(pv)
 
-    def _on_frame(self, pv):
-        uid, image, *_ = self._reshape(pv)
-        if image is None or uid <= 0:  # the record's initial, empty value
+    def add_frames(self, frames) -> None:
+        """Join (trigger count, image) frames: this receiver's own, or those other ranks received."""
+        if not frames:
             return
         self.last_arrival["frames"] = time.monotonic()
         self.first_frame = self.first_frame or self.last_arrival["frames"]
-        self.joiner.add_frame(uid, image)
+        for uid, image in frames:
+            self.joiner.add_frame(uid, image)
 
     def _on_positions(self, pv):
         f = self.fields
@@ -203,6 +232,30 @@ class Receiver:
         self._drain()
         self.joiner.close()
         return self.joiner
+
+
+class Share:
+    """A rank's share of the frames through pvapy's data distributor (``group``; every rank but 0, whose
+    ``Receiver`` subscribes in the same group): queued by pvapy's C++ layer, drained by :meth:`take` and handed to
+    rank 0, where they are joined."""
+
+    def __init__(self, frames_channel: str, group: str):
+        pva = _pva()
+        from pvapy.utility.adImageUtility import AdImageUtility
+
+        self._pva, self._reshape = pva, AdImageUtility.reshapeNtNdArray
+        self.channel, self.queue = pva.Channel(frames_channel, pva.PVA), pva.PvObjectQueue(QUEUE)
+        self.channel.qMonitor(self.queue, frames_request(group))
+
+    def take(self) -> list:
+        """The (trigger count, image) of the frames received since the last call."""
+        return _images(self.queue, self._pva, self._reshape)
+
+    def close(self) -> None:
+        try:
+            self.channel.stopMonitor()
+        except Exception:  # never connected
+            pass
 
 
 class Preview:
