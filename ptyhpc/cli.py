@@ -239,7 +239,7 @@ def _stream_profile(args) -> dict:
 
 def _stream(args) -> int:
     from .comm import world
-    from .stream import Live, run
+    from .stream import Live, Rows, run
 
     comm = world()
     rank = comm.Get_rank() if comm is not None else 0
@@ -298,7 +298,7 @@ def _stream(args) -> int:
         report = joiner.report(args.expected)
         report.update(result)
         order = np.argsort(live.triggers, kind="stable")  # the joined scan in trigger order, as the product
-        cxi.write(stem + ".scan.cxi", np.asarray(live.frames)[order], np.asarray(live.x)[order],
+        cxi.write(stem + ".scan.cxi", Rows(live.frames, order), np.asarray(live.x)[order],
                   np.asarray(live.y)[order], args.energy_ev, args.distance, args.detector_pixel,
                   triggers=np.asarray(live.triggers)[order])
         with open(stem + ".stream.json", "w") as f:

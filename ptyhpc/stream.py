@@ -29,6 +29,25 @@ FIRST = 16
 """Positions joined before the first epoch runs."""
 
 
+class Rows:
+    """Frames held as they arrived (a list of arrays: no copy of the scan as it grows) seen in another order:
+    ``shape``, ``dtype`` and rows by index or slice, as ``io.dataset.from_arrays`` and ``io.cxi.write`` read them
+    (block by block). Rank 0's joiner and ``Live`` share the same arrays, so each rank holds the scan once."""
+
+    def __init__(self, frames: list, order):
+        self.frames, self.order = frames, np.asarray(order, dtype=np.int64)
+        first = frames[self.order[0]] if len(self.order) else np.zeros((0, 0), np.float32)
+        self.shape, self.dtype = (len(self.order),) + first.shape, first.dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows) -> np.ndarray:
+        out = np.empty((0,) + self.shape[1:], self.dtype)
+        picked = self.order[rows]
+        return np.stack([self.frames[i] for i in picked]).astype(self.dtype, copy=False) if len(picked) else out
+
+
 class Live:
     """The growing scan and its reconstruction on the ranks of ``comm`` (every rank makes one)."""
 
@@ -43,6 +62,9 @@ class Live:
 
     def add(self, items) -> None:
         for trigger, frame, x, y in items:
+            if self.frames and (frame.shape != self.frames[0].shape or frame.dtype != self.frames[0].dtype):
+                raise ValueError(f"frames channel: the frame of trigger count {trigger} is {frame.shape} {frame.dtype}, "
+                                 f"the scan's are {self.frames[0].shape} {self.frames[0].dtype}")
             self.triggers.append(trigger)
             self.frames.append(frame)
             self.x.append(x)
@@ -53,7 +75,7 @@ class Live:
         corners), and its trigger counts."""
         wavelength, distance, pixel_d = self.geometry
         order = np.argsort(self.triggers, kind="stable")
-        frames = np.asarray(self.frames)[order]
+        frames = Rows(self.frames, order)
         n = frames.shape[-1]
         pixel = wavelength * distance / (n * pixel_d)
         corners = np.stack([np.asarray(self.y)[order], np.asarray(self.x)[order]], axis=1) / pixel - n / 2

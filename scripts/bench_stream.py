@@ -7,7 +7,8 @@ usage: python scripts/bench_stream.py [--rates 100,200,400] [--seconds 60] [--ra
 1. Rates: ``ptyhpc replay`` serves 128x128 uint16 frames (the default simulated set, repeated, each pass moved by a
    third of a pixel) at each rate for ``--seconds``; ``mpiexec -n RANKS ptyhpc stream`` receives, joins and
    reconstructs while they arrive; lost = frames sent but never joined. The highest rate without loss is reported.
-2. Latency: in the same runs, seconds from the first frame to the first published preview.
+2. Latency: in the same runs, seconds from the first frame to the first published preview. Peak resident
+   memory of each rank (every rank holds the whole scan as received).
 3. End of scan: the default set (700 positions) replayed at 200 Hz, then ``--final-epochs``: seconds from the last
    frame to the final product written.
 Each for every ``--route`` (how frames reach the ranks: all to rank 0, or dealt to the ranks by pvapy's data
@@ -24,7 +25,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import ptyhpc, save  # noqa: E402
+from benchlib import product_attrs, ptyhpc, save  # noqa: E402
 
 ENV = dict(os.environ, EPICS_PVA_AUTO_ADDR_LIST="NO", EPICS_PVA_ADDR_LIST="127.0.0.1",
            EPICS_PVAS_INTF_ADDR_LIST="127.0.0.1", EPICS_PVA_SERVER_PORT="15275", EPICS_PVA_BROADCAST_PORT="15276")
@@ -52,6 +53,7 @@ def one(tmp, data, tag, rate, repeat, count, ranks, final_epochs, preview=True, 
     return {"rate_hz": rate, "frames_sent": sent, "joined": report["joined"], "lost": sent - report["joined"],
             "epochs_while_streaming": report["epochs_while_streaming"], "timings": report["timings"],
             "wall_seconds": wall, "why": report["why"], "route": route,
+            "peak_rss_bytes_per_rank": product_attrs(out)["peak_rss_bytes"],
             **({"frames_per_rank": report["frames_per_rank"]} if "frames_per_rank" in report else {})}
 
 

@@ -422,9 +422,10 @@ def load(path, flip_translation: bool = False, reader: str | None = None, **read
 
 
 def from_arrays(patterns, scan, mask=None, probe=None, pixel_size=None, name: str = "<arrays>") -> Dataset:
-    """A Dataset over in-memory arrays: ``patterns`` (POSI, N, N) with the zero frequency at [0, 0], ``scan``
-    (POSI, 2) window corners in pixels (any origin; placed like a file's)."""
-    patterns = np.asarray(patterns)
+    """A Dataset over in-memory arrays: ``patterns`` (POSI, N, N) with the zero frequency at [0, 0] (an array, or
+    anything with ``shape`` and rows by index: read a block at a time), ``scan`` (POSI, 2) window corners in
+    pixels (any origin; placed like a file's)."""
+    patterns = patterns if hasattr(patterns, "shape") and hasattr(patterns, "__getitem__") else np.asarray(patterns)
     count, n = check_patterns_shape(name, "patterns", patterns.shape, len(scan))
     placed, shape = place_scan(name, "scan", scan, n)
 
