@@ -591,7 +591,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("-o", "--output", required=True, help="product file to write (and OUT.scan.cxi, the joined scan)")
     st.add_argument("--profile", metavar="TOML", help="a stream profile: [stream] channel names and options, "
                                                       "[stream.fields] the positions' field names")
-    st.add_argument("--frames", metavar="CH")
+    st.add_argument("--frames", metavar="CH", help="frames channel(s), comma-separated (e.g. the output channels "
+                    "of pvapy-hpc-consumer processes that each carry part of the frames)")
     st.add_argument("--positions", dest="positions_channel", metavar="CH")
     st.add_argument("--expected", type=int, metavar="N", help="the scan ends after N joined frames")
     st.add_argument("--final-epochs", type=int, metavar="E", help="epochs run once the scan has ended (50)")

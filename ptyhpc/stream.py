@@ -107,6 +107,7 @@ class Live:
             obj = np.ones(d.object_shape, dtype=np.complex64)
             (dy, dx), (h, w) = shift, old.shape
             obj[dy:dy + h, dx:dx + w] = old  # the new grid holds the old one: positions only ever add
+            self.rec = old = None  # its patterns (a float32 copy of this rank's frames) go before the new ones come
         self.rec = Reconstruction(d, cfg, self.comm, probe=probe, obj=obj, log=self.log)
         self.log(f"stream: {d.count} positions, object {d.object_shape[0]}x{d.object_shape[1]}")
         self.built_triggers = triggers

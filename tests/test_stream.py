@@ -3,6 +3,8 @@
 of their own)."""
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -324,3 +326,46 @@ def test_an_impossible_output_is_refused_before_anything_is_received(tmp_path, p
                        env=pva_env, timeout=60)
     assert r.returncode != 0 and "out.h5" in r.stderr and time.monotonic() - t0 < 20, r.stderr
     assert "nothing received" not in r.stderr
+
+
+def test_frames_through_a_beamlines_pvapy_hpc_consumers(tmp_path, pva_env):
+    """pvapy's streaming framework in between, as a beamline runs it: two ``pvapy-hpc-consumer`` processes share
+    the detector's frames through the data distributor (each passes every other frame to its output channel with
+    the framework's own processor); ``ptyhpc stream`` subscribes to both outputs and joins them with the
+    positions: every frame once, each its own trigger's pattern."""
+    consumer = shutil.which("pvapy-hpc-consumer", path=os.path.dirname(sys.executable))
+    if consumer is None:
+        pytest.skip("pvapy-hpc-consumer not installed")
+    data = tmp_path / "s.cxi"
+    subprocess.run([sys.executable, "-m", "ptyhpc", "simulate", data, *SMALL], check=True, capture_output=True)
+    consumers = subprocess.Popen([consumer, "--input-channel", "t9:frames", "--output-channel", "t9:proc:*:out",
+                                  "--n-consumers", "2", "--distributor-updates", "1", "--runtime", "60",
+                                  "--report-period", "100", "--disable-curses", "--processor-class",
+                                  "pvapy.hpc.userDataProcessor.UserDataProcessor"], start_new_session=True,
+                                 env=pva_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        replay = subprocess.Popen([sys.executable, "-m", "ptyhpc", "replay", data, "--frames", "t9:frames",
+                                   "--positions", "t9:positions", "--start-delay", "8", "--linger", "3", "--rate",
+                                   "100", "--shuffle"], env=pva_env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+        r = subprocess.run([sys.executable, "-m", "ptyhpc", "stream", "--frames", "t9:proc:1:out,t9:proc:2:out",
+                            "--positions", "t9:positions", "-o", tmp_path / "out.h5", *GEOMETRY, "--quiet",
+                            "--no-preview", "--final-epochs", "2", "--expected", "150", "--timeout", "30"],
+                           env=pva_env, capture_output=True, text=True, timeout=300)
+        replay.wait(timeout=60)
+    finally:  # the consumers and their worker processes
+        os.killpg(consumers.pid, signal.SIGTERM)
+        try:
+            log = consumers.communicate(timeout=20)[0]
+        except subprocess.TimeoutExpired:
+            os.killpg(consumers.pid, signal.SIGKILL)
+            log = consumers.communicate()[0]
+    assert r.returncode == 0, r.stderr + log
+    report = json.loads((tmp_path / "out.stream.json").read_text())
+    assert report["joined"] == 150 and report["duplicate_frames"] == 0, report
+    d = load(data)
+    with h5py.File(tmp_path / "out.scan.cxi") as f:
+        triggers = f["entry_1/instrument_1/detector_1/trigger_count"][()]
+        frames = f["entry_1/instrument_1/detector_1/data"][()]
+    original = np.fft.fftshift(d.read_patterns(np.arange(150)).intensity, axes=(-2, -1))
+    assert np.array_equal(triggers, np.arange(1, 151)) and np.array_equal(frames, original)

@@ -28,6 +28,15 @@ POSITIONS = None
 """The positions channel's structure (made on first use: pvaccess is imported only when streaming)."""
 
 
+def channels(names: str | list) -> list:
+    """Frames channel names: one, a comma-separated list or a list (e.g. the output channels of a beamline's
+    ``pvapy-hpc-consumer`` processes, each carrying part of the frames)."""
+    out = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]
+    if not out:
+        raise ValueError("--frames: no channel named")
+    return out
+
+
 def frames_request(group: str = "") -> str:
     """The frames channel's pvRequest: a queue on the server (``SERVER_QUEUE``) and, with ``group``, pvapy's data
     distributor (the server's ``pydistributor`` plugin): the subscribers of one group take the updates in turn,
@@ -142,14 +151,16 @@ class Receiver:
     ``group`` the frames come through pvapy's data distributor, this receiver taking its turn with the other
     ranks' ``Share``; theirs are handed over with :meth:`add_frames`."""
 
-    def __init__(self, frames_channel: str, positions_channel: str, fields: dict | None = None, group: str = ""):
+    def __init__(self, frames_channel: str | list, positions_channel: str, fields: dict | None = None,
+                 group: str = ""):
         pva = _pva()
         self.fields = dict(FIELDS, **(fields or {}))
         """Which fields of a positions update hold the trigger counts, x, y and the end flag (``FIELDS``)."""
         from pvapy.utility.adImageUtility import AdImageUtility
 
         self._pva, self._reshape = pva, AdImageUtility.reshapeNtNdArray
-        self.names = (frames_channel, positions_channel)
+        frames = channels(frames_channel)
+        self.names = (", ".join(frames), positions_channel)
         self.joiner = Joiner()
         self.last_arrival = {"frames": None, "positions": None}
         self.ended = False
@@ -158,18 +169,20 @@ class Receiver:
         """time.monotonic() of the first frame drained (for the latency figures)."""
         self.own = 0
         """Frames this receiver took from its own subscription (all of them, unless distributed)."""
-        self.channels = [pva.Channel(frames_channel, pva.PVA), pva.Channel(positions_channel, pva.PVA)]
-        self.queues = [pva.PvObjectQueue(QUEUE), pva.PvObjectQueue(QUEUE)]
-        self.channels[0].qMonitor(self.queues[0], frames_request(group))
-        self.channels[1].qMonitor(self.queues[1], frames_request())
+        self.channels = [pva.Channel(name, pva.PVA) for name in frames] + [pva.Channel(positions_channel, pva.PVA)]
+        self.queues = [pva.PvObjectQueue(QUEUE) for _ in self.channels]
+        for c, q in zip(self.channels[:-1], self.queues[:-1]):
+            c.qMonitor(q, frames_request(group))
+        self.channels[-1].qMonitor(self.queues[-1], frames_request())
 
     def _drain(self) -> None:
-        own = _images(self.queues[0], self._pva, self._reshape)
-        self.own += len(own)
-        self.add_frames(own)
+        for q in self.queues[:-1]:
+            own = _images(q, self._pva, self._reshape)
+            self.own += len(own)
+            self.add_frames(own)
         while True:
             try:
-                pv = self.queues[1].get()
+                pv = self.queues[-1].get()
             except self._pva.QueueEmpty:
                 break
             self._on_positions(pv)
@@ -239,23 +252,26 @@ class Share:
     ``Receiver`` subscribes in the same group): queued by pvapy's C++ layer, drained by :meth:`take` and handed to
     rank 0, where they are joined."""
 
-    def __init__(self, frames_channel: str, group: str):
+    def __init__(self, frames_channel: str | list, group: str):
         pva = _pva()
         from pvapy.utility.adImageUtility import AdImageUtility
 
         self._pva, self._reshape = pva, AdImageUtility.reshapeNtNdArray
-        self.channel, self.queue = pva.Channel(frames_channel, pva.PVA), pva.PvObjectQueue(QUEUE)
-        self.channel.qMonitor(self.queue, frames_request(group))
+        self.channels = [pva.Channel(name, pva.PVA) for name in channels(frames_channel)]
+        self.queues = [pva.PvObjectQueue(QUEUE) for _ in self.channels]
+        for c, q in zip(self.channels, self.queues):
+            c.qMonitor(q, frames_request(group))
 
     def take(self) -> list:
         """The (trigger count, image) of the frames received since the last call."""
-        return _images(self.queue, self._pva, self._reshape)
+        return [f for q in self.queues for f in _images(q, self._pva, self._reshape)]
 
     def close(self) -> None:
-        try:
-            self.channel.stopMonitor()
-        except Exception:  # never connected
-            pass
+        for c in self.channels:
+            try:
+                c.stopMonitor()
+            except Exception:  # never connected
+                pass
 
 
 class Preview:
