@@ -303,6 +303,10 @@ def _stream(args) -> int:
                   triggers=np.asarray(live.triggers)[order])
         with open(stem + ".stream.json", "w") as f:
             json.dump(report, f)
+        shares = report.get("frames_per_rank")
+        if shares and sum(shares) > 1.5 * max(report["joined"], 1):  # every rank got (nearly) every frame
+            log.warning(f"stream: the ranks received {sum(shares)} frames for {report['joined']} joined: the frames "
+                        "server does not deal them out (no pydistributor plugin?); --route receiver costs less")
         print(f"stream: scan over ({result['why']}): {report['joined']} frames joined with their positions, "
               f"{result['epochs_while_streaming']} epochs while it ran; {report['duplicate_frames']} duplicate "
               f"frames and {report['duplicate_positions']} duplicate positions dropped ({report['conflicts']} "
