@@ -93,6 +93,10 @@ def check(site: Site) -> None:
     if missing:
         raise ValueError(f"site {site.name} ({site.source}): --stage with Globus Transfer needs {', '.join(missing)} "
                          "in [site]")
+    for key in ("stage_dir", "collection_root", "local_collection_root"):
+        if getattr(site, key) and not posixpath.isabs(getattr(site, key)):
+            raise ValueError(f"site {site.name} ({site.source}): {key} must be an absolute path, not "
+                             f"{getattr(site, key)!r}")
 
 
 def document(source: str, destination: str, pairs, label: str):
