@@ -4,7 +4,8 @@ For each variant (plain; ``--correct-positions``; ``--opr-modes 3``; both) the o
 reconstructed separately on the whole scan's object grid (``ptyhpc reconstruct --subset odd|even``, rPIE, the
 star's usual start: its modelled probe, a flat object) and compared with ``ptyhpc frc`` (registration, Fourier
 ring correlation over the region both halves cover, half-bit threshold). Prints the full-period resolution in
-object pixels (the file holds no geometry) and writes benchmarks/frc.json.
+object pixels (the file holds no geometry) and writes benchmarks/frc.json. ``--seeds`` repeats each variant with
+other batch orders (``ptyhpc reconstruct --seed``) to size the spread; ``--output`` names the record.
 """
 from __future__ import annotations
 
@@ -28,25 +29,30 @@ def main():
     p.add_argument("--algorithm", default="rpie")
     p.add_argument("--ranks", type=int, default=2)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--seeds", type=int, nargs="+", default=[None], help="batch-order seeds (default: the default)")
+    p.add_argument("--output", default="frc")
     args = p.parse_args()
     if not os.path.exists(STAR):
         sys.exit(f"{STAR} is missing (../shared/data beside the project)")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for variant in args.variants:
-            for half in ("odd", "even"):
-                ptyhpc("reconstruct", STAR, "-o", os.path.join(tmp, f"{variant}_{half}.h5"), "--subset", half,
-                       "--algorithm", args.algorithm, "--epochs", args.epochs, "--device", "cpu", "--no-preview",
-                       "--quiet", *VARIANTS[variant], ranks=args.ranks)
-            out = ptyhpc("frc", os.path.join(tmp, f"{variant}_odd.h5"), os.path.join(tmp, f"{variant}_even.h5"),
-                         "--json").stdout
-            r = json.loads(out)
-            results[variant] = {"resolution_px": r["resolution_px"], "shift_px": r["shift_px"],
-                                "region": r["region"], "frc": r["frc"], "threshold": r["threshold"]}
-            print(f"{variant:10s} FRC resolution {r['resolution_px']:.2f} px (full period, half-bit), halves "
-                  f"registered by ({r['shift_px'][0]:+.2f}, {r['shift_px'][1]:+.2f}) px", flush=True)
-    save("frc", {"data": "siemens-star-velociprobe (516 positions; odd/even halves of 258)", "ranks": args.ranks,
-                 "algorithm": args.algorithm, "epochs": args.epochs, "results": results})
+            for seed in args.seeds:
+                name = variant if seed is None else f"{variant} seed {seed}"
+                for half in ("odd", "even"):
+                    ptyhpc("reconstruct", STAR, "-o", os.path.join(tmp, f"{half}.h5"), "--subset", half,
+                           "--algorithm", args.algorithm, "--epochs", args.epochs, "--device", "cpu", "--no-preview",
+                           "--quiet", *VARIANTS[variant], *([] if seed is None else ["--seed", seed]),
+                           ranks=args.ranks)
+                out = ptyhpc("frc", os.path.join(tmp, "odd.h5"), os.path.join(tmp, "even.h5"), "--json").stdout
+                r = json.loads(out)
+                results[name] = {"variant": variant, "seed": seed, "resolution_px": r["resolution_px"],
+                                 "shift_px": r["shift_px"], "region": r["region"], "frc": r["frc"],
+                                 "threshold": r["threshold"]}
+                print(f"{name:18s} FRC resolution {r['resolution_px']:.2f} px (full period, half-bit), halves "
+                      f"registered by ({r['shift_px'][0]:+.2f}, {r['shift_px'][1]:+.2f}) px", flush=True)
+    save(args.output, {"data": "siemens-star-velociprobe (516 positions; odd/even halves of 258)", "ranks": args.ranks,
+                 "algorithm": args.algorithm, "epochs": args.epochs, "seeds": args.seeds, "results": results})
 
 
 if __name__ == "__main__":
