@@ -81,6 +81,10 @@ class ReconConfig:
     samples; rPIE and LSQML). 1: one thin transmission function."""
     slice_spacing_m: float = 0.0
     """Multislice: distance between consecutive slices, metres (must be > 0 with slices > 1)."""
+    slice_regularization: float = 0.1
+    """Multislice: after every epoch this fraction of the slices' differences in the lateral frequencies that one
+    slice spacing of propagation hardly changes is removed (``physics.share_unresolved``; 0: none, 1: those
+    frequencies shared equally). The data barely split them, and left free the slices drift apart in them."""
     near_field: bool = False
     """Near-field (Fresnel) ptychography: the patterns are images of the wave on the detector, propagated by the
     angular spectrum over the (Fresnel-scaled) distance instead of Fourier-transformed (see
@@ -123,6 +127,8 @@ class ReconConfig:
              f"subpixel must be 'auto', 'bilinear' or 'fourier', not {self.subpixel!r}"),
             (self.slices >= 1, f"slices must be >= 1, not {self.slices}"),
             (self.slices == 1 or self.slice_spacing_m > 0, "slice_spacing_m must be > 0 with slices > 1"),
+            (0 <= self.slice_regularization <= 1, f"slice_regularization must be in [0, 1], not "
+                                                   f"{self.slice_regularization}"),
             (self.slices == 1 or self.algorithm != "dm", "slices > 1 needs algorithm 'rpie' or 'lsqml'"),
             (self.slices == 1 or not (self.correct_positions or self.opr_modes),
              "slices > 1 is not built with correct_positions or opr_modes yet"),

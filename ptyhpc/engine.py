@@ -94,8 +94,13 @@ class Reconstruction:
         limit_threads(local_size)
         self.xp = get_xp(cfg.device, local_rank=local_rank)
         dtype = DTYPES[cfg.precision][0]
+        self.unresolved = 0.0
+        """Multislice regularisation: the width (pixels) of ``physics.share_unresolved``'s blur (0: none)."""
+        if cfg.slices > 1 and cfg.slice_regularization and dataset.pixel_size and dataset.wavelength:
+            self.unresolved = physics.unresolved_width(dataset.wavelength, cfg.slice_spacing_m, dataset.pixel_size)
         self.partition = partition(dataset.scan, dataset.n, dataset.object_shape, size,
-                                   margin=_position_margin(dataset, cfg, resume))
+                                   margin=_position_margin(dataset, cfg, resume),
+                                   reach=int(np.ceil(4 * self.unresolved)))
         self.comm = TileComm(mpi_comm, self.partition)
         self.mpi = mpi_comm
         self.detector = detector_of(dataset)
@@ -233,6 +238,10 @@ class Reconstruction:
             if correct and st.steps is None:
                 st.steps = self.xp.zeros(st.scan.shape, dtype=st.weights.dtype)
             local = self.algorithm.iterate(st, self.astate, self.comm, cfg, batches, update_probe=update_probe)
+            if self.unresolved:  # every core point reads only its tile; the halos then from their owners
+                st.obj = physics.share_unresolved(st.obj, self.unresolved, cfg.slice_regularization)
+                if self.comm.size > 1:
+                    st.obj = self.comm.exchange(st.obj)
             if correct:
                 self._move_positions()
             if st.probe.shape[0] > 1:

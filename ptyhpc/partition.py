@@ -133,11 +133,14 @@ def stratified_batches(order: np.ndarray, count: int, cells: int, rng) -> list:
     return np.split(members, np.cumsum(np.bincount(label, minlength=count))[:-1])
 
 
-def partition(scan: np.ndarray, n: int, shape: tuple[int, int], size: int, margin: int = 0) -> Partition:
+def partition(scan: np.ndarray, n: int, shape: tuple[int, int], size: int, margin: int = 0,
+              reach: int = 0) -> Partition:
     """Split ``scan`` (POSI, 2) into ``size`` spatially compact groups by recursive coordinate bisection.
 
     ``margin``: pixels added around each tile's footprints (within the object), so that a position may move that
-    far from ``scan`` (position correction) and its window still lie in its tile.
+    far from ``scan`` (position correction) and its window still lie in its tile. ``reach``: each tile holds its
+    core and at least this many pixels around it (within the object), for operations whose value at a point reads
+    its neighbourhood (the multislice regularisation).
 
     At each level the rank count splits into floor(r/2) and the rest; positions are sorted along the longer
     extent of their probe centres and cut where the counts match the rank ratio; the cut line (midway between
@@ -178,7 +181,9 @@ def partition(scan: np.ndarray, n: int, shape: tuple[int, int], size: int, margi
     for r in range(size):
         f = fp[owner == r]
         core = cores[r]
-        box = (min(max(f[:, 0].min() - margin, 0), core[0]), max(min(f[:, 1].max() + margin, shape[0]), core[1]),
-               min(max(f[:, 2].min() - margin, 0), core[2]), max(min(f[:, 3].max() + margin, shape[1]), core[3]))
+        box = (min(max(f[:, 0].min() - margin, 0), max(core[0] - reach, 0)),
+               max(min(f[:, 1].max() + margin, shape[0]), min(core[1] + reach, shape[0])),
+               min(max(f[:, 2].min() - margin, 0), max(core[2] - reach, 0)),
+               max(min(f[:, 3].max() + margin, shape[1]), min(core[3] + reach, shape[1])))
         tiles.append(Tile(rank=r, core=core, box=tuple(int(v) for v in box)))
     return Partition(shape=tuple(shape), tiles=tuple(tiles), owner=owner)

@@ -278,6 +278,44 @@ class FarField:
         return np.fft.fftshift(np.fft.ifft2(np.sqrt(mean_pattern), norm="ortho"))[None].astype(np.complex64)
 
 
+def unresolved_width(wavelength: float, spacing: float, pixel: float) -> float:
+    """The width sigma (pixels) of :func:`share_unresolved`'s blur: 1 / pi of the Fresnel length sqrt(pi lambda
+    dz), so that its cut-off (the Gaussian's sigma in frequency, 1 / (2 pi sigma)) is half the frequency whose
+    Fresnel phase over one spacing dz is 1 radian."""
+    return float(np.sqrt(np.pi * wavelength * spacing) / pixel / np.pi)
+
+
+def share_unresolved(obj, width: float, strength: float = 1.0):
+    """Multislice regularisation: the lateral frequencies that propagation over one slice spacing hardly
+    changes, shared equally by the slices.
+
+    obj : (S, H, W) slices; ``width`` (pixels, :func:`unresolved_width`). A frequency q whose Fresnel phase
+    pi lambda dz |q|^2 over one spacing dz is small reaches the exit wave the same whichever slice holds it, so
+    the data cannot tell the slices' shares of it apart and, left free, they drift apart (one slice gains what
+    the other loses; the product stays). Each slice's deviation from the slices' mean loses its low-pass part (a
+    Gaussian blur of ``width``), times ``strength`` (1: those frequencies become the mean's, as the missing-cone
+    regularisation of Tsai et al. (2016) and PtychoShelves' layer regularisation make them; less: a pull towards
+    it, once per epoch, that the data can resist where they do tell the slices apart). The blur is separable, truncated at
+    ``ceil(4 width)`` pixels and zero outside ``obj``: a point at least that far inside a tile gets the value the
+    whole object gives it, bit for bit.
+    """
+    xp = array_module(obj)
+    reach = int(np.ceil(4 * width))
+    x = np.arange(-reach, reach + 1)
+    kernel = np.exp(-0.5 * (x / max(width, 1e-12)) ** 2)
+    kernel /= kernel.sum()
+    low = obj - obj.mean(axis=0, keepdims=True)
+    for axis in (1, 2):
+        pad = [(0, 0)] * 3
+        pad[axis] = (reach, reach)
+        padded = xp.pad(low, pad)
+        out = xp.zeros_like(low)
+        for i, w in enumerate(kernel.tolist()):
+            out += w * (padded[:, i:i + low.shape[1]] if axis == 1 else padded[:, :, i:i + low.shape[2]])
+        low = out
+    return obj - strength * low
+
+
 class AngularSpectrum:
     """Det of the near field: free-space propagation over ``distance`` metres by the angular spectrum,
     Psi = F^-1[H F[psi]], H(f) = exp(2 pi i z (sqrt(1/lambda^2 - |f|^2) - 1/lambda)), f the spatial frequencies of
