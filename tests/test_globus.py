@@ -126,8 +126,9 @@ class Recorder:
 
 
 @pytest.fixture
-def gc(monkeypatch):
-    """The SDK's Executor replaced by LocalExecutor (the one stand-in), its record cleared."""
+def gc(monkeypatch, tmp_path_factory):
+    """The SDK's Executor replaced by LocalExecutor (the one stand-in), its record cleared; the tasks run in an
+    empty folder, which must stay empty (a task must not leave files where the worker runs)."""
     import globus_compute_sdk
 
     from ptyhpc.launch import globus
@@ -135,8 +136,11 @@ def gc(monkeypatch):
     monkeypatch.setattr(globus_compute_sdk, "Executor", LocalExecutor)
     monkeypatch.setattr(globus, "PROGRESS_POLL", 0.2)
     monkeypatch.setenv("PARSL_MPI_PREFIX", "")  # restored when the test ends
+    worker = tmp_path_factory.mktemp("worker")
+    monkeypatch.chdir(worker)
     LocalExecutor.submitted.clear()
-    return LocalExecutor.submitted
+    yield LocalExecutor.submitted
+    assert not list(worker.iterdir()), sorted(p.name for p in worker.iterdir())
 
 
 @needs_mpiexec
@@ -198,7 +202,7 @@ def test_progress_streams_while_the_run_runs_and_a_failure_returns_its_error(sim
     main = [t for t in gc if t[0] == "main-uuid"]
     polls = [t for t in gc if t[0] == "login-uuid"]
     assert len(main) == 1 and type(main[0][3]).__name__ == "MPIFunction"
-    assert all(type(t[3]).__name__ == "ShellFunction" for t in polls)
+    assert polls and all(t[3] is globus.read_from for t in polls)
     epochs = [(when, x) for when, x in stream.lines if x.lstrip().startswith("epoch")]
     assert len(epochs) >= 2 and "epoch  150/150" in epochs[-1][1]
     assert epochs[0][0] < main[0][5].finished_at  # the first epochs arrived here while the task still ran

@@ -18,13 +18,13 @@ known pitfall), not a Parsl of the endpoint's version. Paths are on the site's f
 **Progress.** The task writes its progress to ``OUT.log`` beside the result. The endpoint that runs it has one
 worker per batch job, busy with the reconstruction, so the log is read through a second, light endpoint on a
 login node (``progress_endpoint_id``; ``ptyhpc endpoint-config --progress`` prints its configuration: a thread
-pool, no batch job), which sees the same filesystem: every ``PROGRESS_POLL`` seconds a ``ShellFunction`` returns
-what the log gained since the last look, and its complete lines are shown here. Without one, the log's path is
+pool, no batch job), which sees the same filesystem: every ``PROGRESS_POLL`` seconds a small function
+(:func:`read_from`) returns what the log gained since the last look, and its complete lines are shown here. Without one, the log's path is
 printed and, on failure, the task's last lines of stderr.
 
 What runs here: the configurations are loaded by globus-compute-endpoint's own loader, and the functions ptyhpc
-submits are run locally as an endpoint runs them (``MPIFunction.__call__`` with ``$PARSL_MPI_PREFIX``,
-``ShellFunction.__call__``), concurrently, the progress polled while the reconstruction runs. What has not run:
+submits are run locally as an endpoint runs them (``MPIFunction.__call__`` with ``$PARSL_MPI_PREFIX``, the
+small functions called), concurrently, the progress polled while the reconstruction runs. What has not run:
 the submission to the real service and a real endpoint (no network to it from here).
 """
 from __future__ import annotations
@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-import shlex
 import sys
 from concurrent.futures import wait
 
@@ -109,9 +108,32 @@ def progress_endpoint_config(site: Site) -> str:
                   "engine": {"type": "ThreadPoolEngine", "max_workers": 2}})
 
 
+def read_from(path: str, offset: int, limit: int):
+    """Runs on an endpoint: (the size of file ``path``, at most ``limit`` bytes of it from ``offset``); (0, b"")
+    when there is none. Self-contained (its imports inside), as Globus Compute ships a function's source."""
+    import os
+
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return size, f.read(max(0, min(limit, size - offset)))
+    except FileNotFoundError:
+        return 0, b""
+
+
+def run_command(argv: list):
+    """Runs on an endpoint: (exit code, stdout, stderr) of ``argv`` (no shell, no files left behind, unlike a
+    ShellFunction without named output files). Self-contained, as :func:`read_from`."""
+    import subprocess
+
+    r = subprocess.run([str(a) for a in argv], capture_output=True, text=True)
+    return r.returncode, r.stdout, r.stderr
+
+
 class Session:
-    """The site's endpoints as the workstation uses them: MPI tasks on the main endpoint, small shell commands
-    on the progress endpoint (or, without one, on the main endpoint as a 1-node, 1-rank task)."""
+    """The site's endpoints as the workstation uses them: MPI tasks on the main endpoint, small functions on the
+    progress endpoint (or, without one, on the main endpoint as a 1-node, 1-rank task)."""
 
     def __init__(self, site: Site, nodes: int):
         if not site.endpoint_id:
@@ -137,29 +159,24 @@ class Session:
         self.main.resource_specification = resource_specification(self.site, nodes, ranks_per_node)
         return self.main.submit(mpi_function(line, log))
 
-    def shell(self, cmd: str):
-        """Run a short shell command on the site; its ShellResult (stdout, stderr, returncode)."""
-        from globus_compute_sdk import ShellFunction
-
-        fn = ShellFunction(cmd, snippet_lines=1 << 20)
+    def call(self, fn, *args):
+        """``fn(*args)`` on the site (a small, self-contained function); its result."""
         if self.side:
-            return self.side.submit(fn).result()
+            return self.side.submit(fn, *args).result()
         self.main.resource_specification = {"num_nodes": 1, "ranks_per_node": 1}
-        return self.main.submit(fn).result()
+        return self.main.submit(fn, *args).result()
 
 
 class Progress:
-    """The complete lines a file on the site gained since the last look, through ``Session.shell``."""
+    """The complete lines a file on the site gained since the last look, through ``Session.call``."""
 
     def __init__(self, session: Session, path: str, stream):
         self.session, self.path, self.stream, self.rest = session, path, stream, b""
-        quoted = shlex.quote(path)
-        self.offset = int(session.shell(f"stat -c %s {quoted} 2>/dev/null || echo 0").stdout.strip() or 0)
-        """Bytes already there before the run (a log is appended to)."""
+        self.offset = self.size = session.call(read_from, path, 0, 0)[0]
+        """Bytes already there before the run (a log is appended to), then bytes read."""
 
     def __call__(self, final: bool = False) -> None:
-        r = self.session.shell(f"tail -c +{self.offset + 1} {shlex.quote(self.path)} 2>/dev/null | head -c {CHUNK}")
-        chunk = r.stdout.encode()
+        self.size, chunk = self.session.call(read_from, self.path, self.offset, CHUNK)
         self.offset += len(chunk)
         lines = (self.rest + chunk).split(b"\n")
         self.rest = b"" if final else lines.pop()
@@ -184,17 +201,14 @@ def run(session: Session, line: str, log: str, nodes: int, ranks_per_node: int, 
         stream.write(f"ptyhpc submit: the task did not run: {type(e).__name__}: {e}\n")
         return 1
     if tail:
-        while tail.offset < _size(session, log):  # the rest of the log (more than one look's worth)
+        tail()
+        while tail.offset < tail.size:  # the rest of the log (more than one look's worth)
             tail()
         tail(final=True)
     if result.returncode and not tail:
         last = result.stderr.splitlines()[-FAILURE_LINES:]
         stream.write("".join(f"  | {x}\n" for x in last))
     return result.returncode
-
-
-def _size(session: Session, path: str) -> int:
-    return int(session.shell(f"stat -c %s {shlex.quote(path)} 2>/dev/null || echo 0").stdout.strip() or 0)
 
 
 def submit(site: Site, input_path, output, args=(), nodes: int = 1, ranks_per_node: int | None = None,
@@ -255,17 +269,16 @@ def campaign(site: Site, inputs: dict, tasks, outputs, folder: str, mode: str, s
     the summary. Raises RuntimeError if a step fails."""
     python = site.python_command
     with Session(site, max(t[1] for t in tasks)) as session:
-        def step(cmd, what):
-            r = session.shell(cmd)
-            if r.returncode:
-                raise RuntimeError(f"scaling on {site.name}: {what} failed (exit code {r.returncode}): "
-                                   + " | ".join(r.stderr.strip().splitlines()[-FAILURE_LINES:]))
-            return r
+        def step(argv, what):
+            code, out, err = session.call(run_command, argv)
+            if code:
+                raise RuntimeError(f"scaling on {site.name}: {what} failed (exit code {code}): "
+                                   + " | ".join(err.strip().splitlines()[-FAILURE_LINES:]))
+            return out
 
-        step(f"mkdir -p {shlex.quote(folder)}", f"making {folder}")
+        step(["mkdir", "-p", folder], f"making {folder}")
         for path, words in inputs.items():
-            step(" ".join(shlex.quote(str(w)) for w in [python, "-m", "ptyhpc", "simulate", path, *words]),
-                 f"simulating {path}")
+            step([python, "-m", "ptyhpc", "simulate", path, *words], f"simulating {path}")
         failed = []
         for name, nodes, rpn, line in tasks:
             stream.write(f"ptyhpc scaling: {name} ({nodes} node(s) x {rpn} rank(s))\n")
@@ -273,8 +286,10 @@ def campaign(site: Site, inputs: dict, tasks, outputs, folder: str, mode: str, s
                 failed.append(name)
         if failed:
             raise RuntimeError(f"scaling runs failed: {', '.join(failed)} (their logs are in {folder} on {site.name})")
-        step(" ".join(shlex.quote(str(w)) for w in [python, "-m", "ptyhpc", "scaling", "--collect", *outputs,
-                                                    "--mode", mode, "-o", folder]), "collecting the runs")
-        return json.loads(step(f"cat {shlex.quote(posixpath.join(folder, 'scaling.json'))}", "reading the summary").stdout)
-
-
+        step([python, "-m", "ptyhpc", "scaling", "--collect", *outputs, "--mode", mode, "-o", folder],
+             "collecting the runs")
+        summary = posixpath.join(folder, "scaling.json")
+        size, text = session.call(read_from, summary, 0, 1 << 26)
+        if not size:
+            raise RuntimeError(f"scaling on {site.name}: {summary} was not written")
+        return json.loads(text)
