@@ -251,9 +251,15 @@ def submit(site: Site, input_path, output, args=(), nodes: int = 1, ranks_per_no
                  f"{site.endpoint_id}; progress {where}\n")
     with Session(site, nodes) as session:
         code = run(session, line, log, nodes, rpn, stream)
-    if plan:
-        transfer.run(tc, plan.outbound(log_only=bool(code)), "of the results" if not code else "of the log", stream)
+    if plan and not code:
+        transfer.run(tc, plan.outbound(), "of the results", stream)
         output, log = plan.local_output, os.path.splitext(plan.local_output)[0] + ".log"
+    elif plan:  # the run's log, if it got as far as writing one; the run's error is what matters
+        try:
+            transfer.run(tc, plan.outbound(log_only=True), "of the log", stream)
+            log = os.path.splitext(plan.local_output)[0] + ".log"
+        except RuntimeError as e:
+            stream.write(f"ptyhpc submit: the log stays on {site.name} ({e})\n")
     if code:
         stream.write(f"ptyhpc submit: the reconstruction failed (exit code {code}); its output is in {log}\n")
         return code
