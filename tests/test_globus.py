@@ -290,6 +290,13 @@ def test_stage_with_globus_transfer_returns_the_direct_result(sim, tmp_path, mon
     assert globus.submit(site, workstation / "scan.cxi", out, [*ARGS, "--device", "cpu"], ranks_per_node=2,
                          stage=True, stream=Recorder()) == 0
     assert service.tasks["task-3"]["files_skipped"] == 1 and service.tasks["task-3"]["files_transferred"] == 0
+    # a run that fails: its error comes back in its log
+    (workstation / "bad_rec.log").unlink(missing_ok=True)
+    stream = Recorder()
+    code = globus.submit(site, workstation / "scan.cxi", workstation / "bad_rec.h5", ["--epochs", "-3"],
+                         ranks_per_node=2, stage=True, stream=stream)
+    assert code != 0 and "the reconstruction failed" in stream.text()
+    assert "epochs" in (workstation / "bad_rec.log").read_text() and not (workstation / "bad_rec.h5").exists()
     # a transfer that fails stops the submission with the task's status, before anything runs
     gc.clear()
     monkeypatch.setattr(transfer, "client", lambda s: LocalTransfer({}, fail=True))
