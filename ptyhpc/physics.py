@@ -297,23 +297,32 @@ def share_unresolved(obj, width: float, strength: float = 1.0):
     regularisation of Tsai et al. (2016) and PtychoShelves' layer regularisation make them; less: a pull towards
     it, once per epoch, that the data can resist where they do tell the slices apart). The blur is separable, truncated at
     ``ceil(4 width)`` pixels and zero outside ``obj``: a point at least that far inside a tile gets the value the
-    whole object gives it, bit for bit.
+    whole object gives it, bit for bit. ``obj`` is changed in place (and returned).
     """
-    xp = array_module(obj)
     reach = int(np.ceil(4 * width))
     x = np.arange(-reach, reach + 1)
     kernel = np.exp(-0.5 * (x / max(width, 1e-12)) ** 2)
-    kernel /= kernel.sum()
-    low = obj - obj.mean(axis=0, keepdims=True)
-    for axis in (1, 2):
-        pad = [(0, 0)] * 3
-        pad[axis] = (reach, reach)
-        padded = xp.pad(low, pad)
-        out = xp.zeros_like(low)
-        for i, w in enumerate(kernel.tolist()):
-            out += w * (padded[:, i:i + low.shape[1]] if axis == 1 else padded[:, :, i:i + low.shape[2]])
-        low = out
-    return obj - strength * low
+    kernel = (kernel / kernel.sum()).tolist()
+    mean = obj.mean(axis=0)
+    for layer in obj:  # one slice at a time, in place: a few slice-sized temporaries, not the whole stack's
+        low = _blur_rows(_blur_rows(layer - mean, kernel).T, kernel).T
+        low *= strength
+        layer -= low
+    return obj
+
+
+def _blur_rows(a, kernel: list):
+    """``a`` (H, W) convolved along its first axis with ``kernel`` (odd length, centred), zero outside ``a``: each
+    output row the taps' weighted rows added in tap order (the same sum for a point wherever ``a`` is cut)."""
+    xp = array_module(a)
+    reach, h = len(kernel) // 2, a.shape[0]
+    out = xp.zeros_like(a)
+    for i, w in enumerate(kernel):
+        shift = i - reach  # out[y] += w a[y + shift]
+        lo, hi = max(0, -shift), min(h, h - shift)
+        if lo < hi:
+            out[lo:hi] += w * a[lo + shift:hi + shift]
+    return out
 
 
 class AngularSpectrum:
