@@ -43,9 +43,10 @@ class Rows:
         return self.shape[0]
 
     def __getitem__(self, rows) -> np.ndarray:
-        out = np.empty((0,) + self.shape[1:], self.dtype)
         picked = self.order[rows]
-        return np.stack([self.frames[i] for i in picked]).astype(self.dtype, copy=False) if len(picked) else out
+        if not len(picked):
+            return np.empty((0,) + self.shape[1:], self.dtype)
+        return np.stack([self.frames[i] for i in picked])  # every frame of the scan has the first's shape and type
 
 
 class Live:
