@@ -156,11 +156,8 @@ class Receiver:
         pva = _pva()
         self.fields = dict(FIELDS, **(fields or {}))
         """Which fields of a positions update hold the trigger counts, x, y and the end flag (``FIELDS``)."""
-        from pvapy.utility.adImageUtility import AdImageUtility
-
-        self._pva, self._reshape = pva, AdImageUtility.reshapeNtNdArray
-        frames = channels(frames_channel)
-        self.names = (", ".join(frames), positions_channel)
+        self._pva = pva
+        self.names = (", ".join(channels(frames_channel)), positions_channel)
         self.joiner = Joiner()
         self.last_arrival = {"frames": None, "positions": None}
         self.ended = False
@@ -169,20 +166,20 @@ class Receiver:
         """time.monotonic() of the first frame drained (for the latency figures)."""
         self.own = 0
         """Frames this receiver took from its own subscription (all of them, unless distributed)."""
-        self.channels = [pva.Channel(name, pva.PVA) for name in frames] + [pva.Channel(positions_channel, pva.PVA)]
-        self.queues = [pva.PvObjectQueue(QUEUE) for _ in self.channels]
-        for c, q in zip(self.channels[:-1], self.queues[:-1]):
-            c.qMonitor(q, frames_request(group))
-        self.channels[-1].qMonitor(self.queues[-1], frames_request())
+        self.frames = Share(frames_channel, group)
+        """The frames subscription (in the distributor's ``group``, if any)."""
+        self.positions = pva.Channel(positions_channel, pva.PVA)
+        self.queue = pva.PvObjectQueue(QUEUE)
+        """The positions updates."""
+        self.positions.qMonitor(self.queue, frames_request())
 
     def _drain(self) -> None:
-        for q in self.queues[:-1]:
-            own = _images(q, self._pva, self._reshape)
-            self.own += len(own)
-            self.add_frames(own)
+        own = self.frames.take()
+        self.own += len(own)
+        self.add_frames(own)
         while True:
             try:
-                pv = self.queues[-1].get()
+                pv = self.queue.get()
             except self._pva.QueueEmpty:
                 break
             self._on_positions(pv)
@@ -237,20 +234,17 @@ class Receiver:
         return self.joiner.take()
 
     def close(self) -> Joiner:
-        for c in self.channels:
-            try:
-                c.stopMonitor()
-            except Exception:  # a channel that never connected
-                pass
+        self.frames.close()
+        _stop(self.positions)
         self._drain()
         self.joiner.close()
         return self.joiner
 
 
 class Share:
-    """A rank's share of the frames through pvapy's data distributor (``group``; every rank but 0, whose
-    ``Receiver`` subscribes in the same group): queued by pvapy's C++ layer, drained by :meth:`take` and handed to
-    rank 0, where they are joined."""
+    """A subscription to the frames channel(s), queued by pvapy's C++ layer and drained by :meth:`take`: rank 0's
+    ``Receiver`` holds one; with pvapy's data distributor (``group``) every other rank holds one too, takes its
+    share of the frames and hands it to rank 0, where they are joined."""
 
     def __init__(self, frames_channel: str | list, group: str):
         pva = _pva()
@@ -268,10 +262,14 @@ class Share:
 
     def close(self) -> None:
         for c in self.channels:
-            try:
-                c.stopMonitor()
-            except Exception:  # never connected
-                pass
+            _stop(c)
+
+
+def _stop(channel) -> None:
+    try:
+        channel.stopMonitor()
+    except Exception:  # a channel that never connected
+        pass
 
 
 class Preview:

@@ -36,6 +36,7 @@ import sys
 from concurrent.futures import wait
 
 from .sites import Site
+from .submit import Tail
 
 ENGINE = "GlobusMPIEngine"
 PROGRESS_POLL = 10.0
@@ -167,23 +168,18 @@ class Session:
         return self.main.submit(fn, *args).result()
 
 
-class Progress:
+class Progress(Tail):
     """The complete lines a file on the site gained since the last look, through ``Session.call``."""
 
     def __init__(self, session: Session, path: str, stream):
-        self.session, self.path, self.stream, self.rest = session, path, stream, b""
+        super().__init__(path, stream, read=self._remote)
+        self.session = session
         self.offset = self.size = session.call(read_from, path, 0, 0)[0]
         """Bytes already there before the run (a log is appended to), then bytes read."""
 
-    def __call__(self, final: bool = False) -> None:
-        self.size, chunk = self.session.call(read_from, self.path, self.offset, CHUNK)
-        self.offset += len(chunk)
-        lines = (self.rest + chunk).split(b"\n")
-        self.rest = b"" if final else lines.pop()
-        for line in lines:
-            if line or not final:
-                self.stream.write(line.decode(errors="replace") + "\n")
-        self.stream.flush()
+    def _remote(self, offset):
+        self.size, chunk = self.session.call(read_from, self.path, offset, CHUNK)
+        return chunk
 
 
 def run(session: Session, line: str, log: str, nodes: int, ranks_per_node: int, stream) -> int:

@@ -83,19 +83,27 @@ def _app():
     return mpi_task
 
 
-class _Tail:
+class Tail:
     """Copy the complete lines appended to a file to a stream, without the command echo Parsl's bash apps put
-    first (between '--> executable follows <--' and '--> end executable <--')."""
+    first (between '--> executable follows <--' and '--> end executable <--'). ``read(offset)``: the file's bytes
+    from ``offset`` on, or None while there is no file (default: the file here; a remote one through Globus
+    Compute in ``globus.Progress``)."""
 
-    def __init__(self, path, stream):
+    def __init__(self, path, stream, read=None):
         self.path, self.stream, self.offset, self.rest, self.echo = path, stream, 0, b"", False
+        self.read = read or self._local
 
-    def __call__(self, final=False):
+    def _local(self, offset):
         try:
             with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                chunk = f.read()
+                f.seek(offset)
+                return f.read()
         except FileNotFoundError:
+            return None
+
+    def __call__(self, final=False):
+        chunk = self.read(self.offset)
+        if chunk is None:
             return
         self.offset += len(chunk)
         lines = (self.rest + chunk).split(b"\n")
@@ -127,7 +135,7 @@ def run_tasks(site: Site, nodes: int, tasks, run_dir: str, stream=sys.stderr, ec
                 if os.path.exists(path):
                     os.remove(path)
             future = app(line, stdout=out, stderr=err, parsl_resource_specification=resources(site, task_nodes, rpn))
-            tail = _Tail(err, stream) if echo else (lambda final=False: None)
+            tail = Tail(err, stream) if echo else (lambda final=False: None)
             while not future.done():
                 tail()
                 time.sleep(POLL)
