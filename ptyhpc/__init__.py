@@ -24,9 +24,10 @@ __version__ = "0.1.0"
 
 
 def _limit_threads() -> None:
-    """Under mpiexec with several ranks on a node, give each rank cores / ranks BLAS and OpenMP threads (unless
-    the user set OMP_NUM_THREADS): otherwise every rank's BLAS starts one thread per core and they fight.
-    Runs at import, before NumPy loads its BLAS."""
+    """Under mpiexec with several ranks on a node, give each rank one BLAS thread and cores / ranks OpenMP threads
+    (unless the user set OMP_NUM_THREADS): otherwise every rank's BLAS starts one thread per core and they fight.
+    Runs at import, before NumPy loads its BLAS; ``backend.limit_threads`` explains the one BLAS thread and
+    limits it at run time in every other case."""
     import os
 
     env = os.environ
@@ -41,8 +42,9 @@ def _limit_threads() -> None:
         per_rank = max(1, len(os.sched_getaffinity(0)) // max(1, int(local)))
     except (ValueError, AttributeError):
         return
-    for key in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env.setdefault(key, str(per_rank))
+    env.setdefault("OMP_NUM_THREADS", str(per_rank))
+    for key in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(key, "1")
 
 
 _limit_threads()

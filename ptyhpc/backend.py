@@ -64,37 +64,71 @@ def gpu_index(local_rank: int, count: int, visible: str = "", order: str = "") -
 
 
 FFT_WORKERS = 1
-"""Threads of one CPU FFT call (scipy.fft ``workers``): the cores this rank owns, set by :func:`limit_threads`."""
+"""Threads of one CPU FFT call (``workers``): the cores this rank owns, set by :func:`limit_threads`."""
+
+
+def _cpu_fft(name: str):
+    """(name, module) of the CPU FFT library ``name``: 'scipy' (scipy.fft: pocketfft, whose transforms do not
+    depend on the run or the batch) or 'fftw' (pyFFTW's scipy.fft interface, the ``fftw`` extra; ImportError
+    without it). Both keep the input's precision and take ``workers``. FFTW's plans are measured (FFTW_MEASURE: the
+    first transform of a shape takes up to a few tenths of a second, later ones reuse its wisdom) and cached while
+    in use (10 s keep-alive, so a one-off large transform's buffers are not held); which plan wins the timing can
+    change from run to run, and with it the last bit of the results."""
+    if name == "fftw":
+        try:
+            import pyfftw
+            import pyfftw.interfaces.scipy_fft as fftw
+        except ImportError as e:
+            raise ImportError("fft = 'fftw' needs pyFFTW: pip install 'ptyhpc[fftw]'") from e
+        pyfftw.config.PLANNER_EFFORT = "FFTW_MEASURE"
+        pyfftw.interfaces.cache.enable()
+        pyfftw.interfaces.cache.set_keepalive_time(10)
+        return "fftw", fftw
+    if name != "scipy":
+        raise ValueError(f"unknown CPU FFT library {name!r}: use 'scipy' or 'fftw'")
+    import scipy.fft
+
+    return "scipy", scipy.fft
+
+
+FFT_LIBRARY, CPU_FFT = _cpu_fft("scipy")
+"""Name and module (scipy.fft's ``fft2``/``ifft2`` signature) of the CPU FFT in use (:func:`use_cpu_fft`)."""
+
+
+def use_cpu_fft(name: str) -> None:
+    """Compute CPU FFTs with ``name`` ('scipy' or 'fftw', see :func:`_cpu_fft`) from now on (the setting ``fft``;
+    the engine calls this)."""
+    global FFT_LIBRARY, CPU_FFT
+    FFT_LIBRARY, CPU_FFT = _cpu_fft(name)
 
 
 def limit_threads(ranks_on_node: int) -> None:
-    """Give this rank cores / ranks_on_node threads for BLAS, OpenMP and its FFTs (:data:`FFT_WORKERS`); when the
-    user set OMP_NUM_THREADS, that many.
+    """Give this rank's cores (cores / ranks_on_node) to its FFTs (:data:`FFT_WORKERS`) and one thread to BLAS;
+    when the user set OMP_NUM_THREADS, that many threads to both (the user's environment decides BLAS).
 
-    ``ptyhpc/__init__`` does this for BLAS through the environment when it is imported before NumPy; this runtime
-    limit (threadpoolctl) also covers scripts that imported NumPy first. Without it, every rank's BLAS starts one
-    thread per core, and two ranks on two cores oversubscribe them.
+    The matrix products here are thin (4 x BATCH by BATCH x N^2 for the sub-pixel shifts: memory-bound, nothing
+    for a second thread to gain), and an idle OpenBLAS thread spins for a while after each product, taking the core
+    an FFT thread needs: with two BLAS threads beside two FFT threads on 2 cores an rPIE epoch took several times
+    as long (scripts/bench_threads.py records both). ``ptyhpc/__init__`` sets BLAS's threads through the environment
+    under mpiexec when it is imported before NumPy; this runtime limit (threadpoolctl) covers every other case.
     """
     global FFT_WORKERS
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    mine = max(1, cores // max(ranks_on_node, 1))
     if os.environ.get("PTYHPC_USER_THREADS"):
         FFT_WORKERS = max(1, int(os.environ.get("OMP_NUM_THREADS", "1") or 1))
         return
-    FFT_WORKERS = mine
-    if ranks_on_node <= 1:
-        return
+    FFT_WORKERS = max(1, cores // max(ranks_on_node, 1))
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
         return
-    threadpool_limits(mine)
+    threadpool_limits(1, user_api="blas")
 
 
 def describe(xp) -> str:
     """The device ``xp`` computes on, in words, for the first log line and the run facts."""
     if xp is np:
-        return f"cpu ({FFT_WORKERS} FFT thread{'s' if FFT_WORKERS > 1 else ''})"
+        return f"cpu ({FFT_LIBRARY}, {FFT_WORKERS} FFT thread{'s' if FFT_WORKERS > 1 else ''})"
     device = xp.cuda.Device()
     name = xp.cuda.runtime.getDeviceProperties(device.id)["name"]
     return f"gpu {device.id} ({name.decode() if isinstance(name, bytes) else name})"

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import opr, physics, positions
 from .algorithms import ALGORITHMS
-from .backend import DTYPES, asnumpy, describe, get_xp, limit_threads, synchronize
+from .backend import DTYPES, asnumpy, describe, get_xp, limit_threads, synchronize, use_cpu_fft
 from .comm import TileComm
 from .config import ReconConfig
 from .io.dataset import InputError, in_near_field
@@ -92,6 +92,7 @@ class Reconstruction:
         self.log = log or (lambda msg: None)
         local_rank, local_size = _node_rank(mpi_comm)
         limit_threads(local_size)
+        use_cpu_fft(cfg.fft)
         self.xp = get_xp(cfg.device, local_rank=local_rank)
         dtype = DTYPES[cfg.precision][0]
         self.unresolved = 0.0

@@ -6,29 +6,29 @@ frequency at [0, 0], ``scan`` = top-left corner, rows first).
 from __future__ import annotations
 
 import numpy as np
-import scipy.fft
 
 from . import backend
 from .backend import array_module
 
 
-THREADED_FFT_SIZE = 1 << 17
-"""Smallest batch (elements) whose CPU FFT is split over threads: below it starting the threads costs more than
-they save (scipy.fft, complex64, this project's 2-core VM, scripts/bench_threads.py: 16 x 64^2 took 0.175 ms on
-1 thread and 0.201 ms on 2; 16 x 128^2 0.752 ms and 0.478 ms)."""
+THREADED_FFT_SIZE = {"fftw": 1 << 14, "scipy": 1 << 20}
+"""Per CPU FFT library, the smallest batch (elements) whose FFT is split over threads (complex64, this project's
+2-core VM, scripts/bench_threads.py): FFTW's threads pay from about 16 x 32^2 and in the rPIE loop too (0.171 ->
+0.154 s per epoch at 16 x 128^2); scipy.fft's speed a lone 16 x 128^2 transform up (0.72 -> 0.50 ms) but not the
+loop (0.194 -> 0.198 s per epoch), so it threads only from 16 x 256^2 (alone 3.19 -> 1.92 ms)."""
 
 
 def _workers(x) -> int:
-    return backend.FFT_WORKERS if x.size >= THREADED_FFT_SIZE else 1
+    return backend.FFT_WORKERS if x.size >= THREADED_FFT_SIZE[backend.FFT_LIBRARY] else 1
 
 
 def fft2(x):
-    """Unitary 2-D FFT over the last two axes (``norm="ortho"``); zero frequency at [0, 0]. On the CPU a large
-    batch's transforms run on ``backend.FFT_WORKERS`` threads (scipy.fft, which keeps the input's precision and
-    caches its plans); CuPy caches its cuFFT plans itself."""
+    """Unitary 2-D FFT over the last two axes (``norm="ortho"``); zero frequency at [0, 0]. On the CPU with
+    ``backend.CPU_FFT`` (FFTW when installed, else scipy.fft; both keep the input's precision and reuse their
+    plans), a large batch's transforms on ``backend.FFT_WORKERS`` threads; CuPy caches its cuFFT plans itself."""
     xp = array_module(x)
     if xp is np:
-        return scipy.fft.fft2(x, norm="ortho", workers=_workers(x))
+        return backend.CPU_FFT.fft2(x, norm="ortho", workers=_workers(x))
     return xp.fft.fft2(x, norm="ortho")
 
 
@@ -36,7 +36,7 @@ def ifft2(x):
     """Inverse of :func:`fft2`."""
     xp = array_module(x)
     if xp is np:
-        return scipy.fft.ifft2(x, norm="ortho", workers=_workers(x))
+        return backend.CPU_FFT.ifft2(x, norm="ortho", workers=_workers(x))
     return xp.fft.ifft2(x, norm="ortho")
 
 
@@ -78,11 +78,24 @@ def shifted_probes_adjoint(g, weights):
 
     g : (BATCH, MODES, N, N) real or complex; weights : (BATCH, 4) -> (MODES, N, N).
     """
-    xp = array_module(g)
     w = weights.astype(g.dtype)
     s = (w.T @ g.reshape(len(g), -1)).reshape((4,) + g.shape[1:])
-    up = xp.roll(s[1] + xp.roll(s[3], -1, axis=-1), -1, axis=-2)
-    return s[0] + up + xp.roll(s[2], -1, axis=-1)
+    # s0 + roll(s1 + roll(s3, -1, cols), -1, rows) + roll(s2, -1, cols), added in place into the product's
+    # own planes (no rolled copies)
+    _add_rolled(s[1], s[3], axis=-1)
+    _add_rolled(s[0], s[1], axis=-2)
+    _add_rolled(s[0], s[2], axis=-1)
+    return s[0]
+
+
+def _add_rolled(out, a, axis):
+    """out += roll(a, -1, axis) (axis -1 or -2), in place."""
+    if axis == -1:
+        out[..., :-1] += a[..., 1:]
+        out[..., -1] += a[..., 0]
+    else:
+        out[..., :-1, :] += a[..., 1:, :]
+        out[..., -1, :] += a[..., 0, :]
 
 
 def _ramps(offsets, n: int, dtype):
@@ -422,28 +435,44 @@ Psi is float-rounding noise; without a floor a stray photon there multiplies tha
 makes the result depend on rounding (batch composition, rank count). The floor depends on the pattern only."""
 
 
+def valid(x, mask, fill):
+    """``x`` where ``mask`` (valid pixels) is True, ``fill`` elsewhere; ``x`` itself when ``mask`` is None (every
+    pixel valid: no pass over the batch)."""
+    return x if mask is None else array_module(x).where(mask, x, fill)
+
+
 def modulus_ratio(predicted, measured, mask):
     """Factor that replaces the far-field amplitude by the measured one on valid pixels (1 on masked ones).
 
-    predicted, measured : (BATCH, N, N) intensities; mask : (N, N) bool, True = valid -> (BATCH, N, N) real.
+    predicted, measured : (BATCH, N, N) intensities; mask : (N, N) or (BATCH, N, N) bool, True = valid, or None
+    (all valid) -> (BATCH, N, N) real.
     """
     xp = array_module(predicted)
     floor = RATIO_FLOOR * measured.mean(axis=(1, 2), keepdims=True) + 1e-30
     ratio = xp.sqrt(measured / xp.maximum(predicted, floor))
-    return xp.where(mask, ratio, 1).astype(predicted.dtype)
+    return valid(ratio, mask, 1).astype(predicted.dtype, copy=False)
 
 
 def fit_amplitude(predicted, measured, mask, per_pattern: bool = False):
     """Gaussian misfit and modulus ratio at once (they share the square roots): returns
     (sum of mask |sqrt(I) - sqrt(d)|^2 — over everything, or per pattern (BATCH,) — and the ratio of
-    :func:`modulus_ratio`)."""
+    :func:`modulus_ratio`). Works in two batch-sized buffers (six passes over the batch when every pixel is
+    valid), the cost of the loop's elementwise work being what it is on a CPU."""
     xp = array_module(predicted)
     a = xp.sqrt(predicted)
     s = xp.sqrt(measured)
-    misfit = (((a - s) ** 2) * mask).sum(axis=(-2, -1) if per_pattern else None)
+    d = a - s
+    if mask is not None:
+        d *= mask
+    if per_pattern:
+        misfit = (d * d).sum(axis=(-2, -1))
+    else:
+        flat = d.reshape(-1)
+        misfit = xp.dot(flat, flat)  # one pass, no squared copy
     floor = xp.sqrt(RATIO_FLOOR * measured.mean(axis=(1, 2), keepdims=True) + 1e-30)
-    ratio = xp.where(mask, s / xp.maximum(a, floor), 1).astype(predicted.dtype)
-    return misfit, ratio
+    xp.maximum(a, floor.astype(a.dtype), out=a)
+    xp.divide(s, a, out=s)
+    return misfit, valid(s, mask, 1).astype(predicted.dtype, copy=False)
 
 
 def cost(predicted, measured, mask, noise: str = "gaussian"):
@@ -451,7 +480,7 @@ def cost(predicted, measured, mask, noise: str = "gaussian"):
 
     'gaussian': amplitude least squares  sum |sqrt(I) - sqrt(d)|^2;
     'poisson':  deviance  sum I - d + d log(d / I)  (zero for a perfect fit, >= 0).
-    Only valid pixels (mask True) count.
+    Only valid pixels (mask True; None: all) count.
     """
     xp = array_module(predicted)
     if noise == "gaussian":
@@ -462,7 +491,7 @@ def cost(predicted, measured, mask, noise: str = "gaussian"):
         r = p - d + xp.where(d > 0, d * xp.log(xp.maximum(d, 1e-30) / p), 0)
     else:
         raise ValueError(f"noise model must be 'gaussian' or 'poisson', not {noise!r}")
-    return (r * mask).sum()
+    return (r if mask is None else r * mask).sum()
 
 
 # --- probe constraints -----------------------------------------------------------------------------------------

@@ -80,6 +80,8 @@ class LocalState:
     steps: object = None
     opr: object = None
     opr_weights: object = None
+    all_valid: bool = False
+    """``mask`` is True everywhere (set by :meth:`create`)."""
 
     @property
     def xp(self):
@@ -98,9 +100,10 @@ class LocalState:
 
     def mask_of(self, b):
         """The valid pixels of the positions ``b`` (local indices on the device): ``mask`` (N, N), or (BATCH, N,
-        N) where some patterns have pixels of their own to leave out."""
+        N) where some patterns have pixels of their own to leave out, or None when every pixel is valid (the
+        physics then skips the masking passes)."""
         if self.invalid is None:
-            return self.mask
+            return None if self.all_valid else self.mask
         return self.mask & ~self.invalid[b]
 
     @classmethod
@@ -126,6 +129,7 @@ class LocalState:
             scan=scan,
             shift=shift,
             detector=detector,
+            all_valid=bool(np.all(np.asarray(mask))),
         )
 
     def move(self, scan: np.ndarray) -> None:

@@ -10,7 +10,8 @@ then over rounds), the ratios to the fastest peer, and each NRMSE. Writes benchm
 
 Families: rPIE = ptyhpc rPIE (batch 16), Pty-chi rPIE (batch 32, as in ../shared/peers.md), PtyLab mPIE;
 LSQML = ptyhpc LSQML (batch 32), Pty-chi LSQML (batch 64, Gaussian). ptyhpc runs as 1 process with 2 threads
-(its FFTs on both cores, as the peers' 2 threads) and on 2 ranks of one thread each.
+(the cores its FFTs may use, as the peers' 2 threads; with the default scipy FFT and with ``fft = 'fftw'``) and
+on 2 ranks of one thread each.
 positions: the same set with recorded positions 2 px (per coordinate, normal) random errors and a 4 px drift
 off the truth (``ptyhpc simulate --position-error 2 --position-drift 4``); ptyhpc rPIE and LSQML with
 ``--correct-positions`` against Pty-chi's rPIE and LSQML with its position correction (defaults), both from epoch
@@ -45,11 +46,11 @@ POSITION_START = 10
 """The epoch position correction starts in, for ptyhpc (its default) and Pty-chi alike."""
 
 
-def run_ptyhpc(tmp, data, probe, algorithm, epochs, ranks, correct=False, slices=None):
-    out = os.path.join(tmp, f"ptyhpc_{algorithm}_{ranks}{'_pc' if correct else ''}.h5")
+def run_ptyhpc(tmp, data, probe, algorithm, epochs, ranks, correct=False, slices=None, fft="scipy"):
+    out = os.path.join(tmp, f"ptyhpc_{algorithm}_{ranks}{'_pc' if correct else ''}_{fft}.h5")
     ptyhpc("reconstruct", data, "-o", out, "--algorithm", algorithm, "--epochs", epochs, "--probe", probe,
-           "--no-preview", "--quiet", *(["--correct-positions", "--set", f"position_start={POSITION_START}"]
-                                        if correct else []),
+           "--no-preview", "--quiet", "--set", f"fft={fft}",
+           *(["--correct-positions", "--set", f"position_start={POSITION_START}"] if correct else []),
            *(["--slices", slices[0], "--slice-spacing", slices[1]] if slices else []), ranks=ranks)
     r = read_product(out)
     return (r["layers"] if slices else r["object"]), r["scan"], product_attrs(out)["seconds_per_epoch"]
@@ -109,8 +110,10 @@ def main():
     for name in ("ptychi", "ptylab"):
         if not os.path.exists(os.path.join(PEERS, name, "bin", "python")):
             sys.exit(f"{PEERS}/{name} is missing: run scripts/setup_peers.sh first")
-    runs = {"rpie": [("ptyhpc", "rpie", 1), ("ptychi", "rpie", 32), ("ptyhpc", "rpie", 2), ("ptylab", "mpie", 0)],
-            "lsqml": [("ptyhpc", "lsqml", 1), ("ptychi", "lsqml", 64), ("ptyhpc", "lsqml", 2)],
+    runs = {"rpie": [("ptyhpc", "rpie", 1), ("ptychi", "rpie", 32), ("ptyhpc", "rpie", 2), ("ptylab", "mpie", 0),
+                     ("ptyhpc+fftw", "rpie", 1)],
+            "lsqml": [("ptyhpc", "lsqml", 1), ("ptychi", "lsqml", 64), ("ptyhpc", "lsqml", 2),
+                      ("ptyhpc+fftw", "lsqml", 1)],
             "positions": [("ptyhpc", "rpie", 1), ("ptychi", "rpie", 32), ("ptyhpc", "lsqml", 1),
                           ("ptychi", "lsqml", 64)],
             "multislice": [("ptyhpc", "lsqml", 1), ("ptychi", "lsqml", 64), ("ptyhpc", "lsqml", 2)]}
@@ -138,12 +141,16 @@ def main():
                 data, probe, problem, d, truth = problem_set(family if family in ("positions", "multislice")
                                                              else "standard")
                 for name, algorithm, k in runs[family]:
-                    label = f"{name} {algorithm}" + ((f" ({k} ranks)" if k > 1 else f" (1 process, {THREADS} threads)")
-                                                     if name == "ptyhpc" else "")
+                    ours = name.startswith("ptyhpc")
+                    fft = "fftw" if name.endswith("+fftw") else "scipy"
+                    label = f"ptyhpc {algorithm}" if ours else f"{name} {algorithm}"
+                    if ours:
+                        label += f" ({k} ranks" if k > 1 else f" (1 process, {THREADS} threads"
+                        label += ", FFTW)" if fft == "fftw" else ")"
                     label += " + positions" if correct else ""
-                    if name == "ptyhpc":
+                    if ours:
                         obj, corners, seconds = run_ptyhpc(tmp, data, probe, algorithm, args.epochs, k, correct,
-                                                           thick)
+                                                           thick, fft)
                     else:
                         obj, corners, seconds = run_peer(tmp, name, problem, algorithm, k, correct)
                     row = results.setdefault(label, {"family": family, "s_per_epoch": [], "nrmse": [],

@@ -4,7 +4,7 @@
 #   * a virtual environment (.venv, or $PTYHPC_VENV) with mpi4py and h5py built from source against that same
 #     MPICH (no PyPI wheel of h5py has MPI, and the mpi4py wheel looks for libmpi.so.12, which Debian names
 #     libmpich.so.12),
-#   * ptyhpc itself, editable, with the test, workflow, ptychodus, globus and stream (pvapy) extras (Ptychodus: its readers through
+#   * ptyhpc itself, editable, with the test, workflow, ptychodus, globus, stream (pvapy) and fftw extras (Ptychodus: its readers through
 #     --reader, and the tests that check ptyhpc against it).
 # Idempotent: on a machine that is already set up it checks each piece and returns in a few seconds.
 # PTYHPC_SERIAL=1 skips MPI and parallel HDF5 entirely (a serial-only install: plain PyPI wheels).
@@ -49,9 +49,9 @@ if [ "${PTYHPC_SERIAL:-0}" != 1 ]; then
     CC=mpicc.mpich HDF5_MPI=ON HDF5_PKGCONFIG_NAME=hdf5-mpich \
       pipq --no-binary=h5py --no-build-isolation --no-cache-dir --force-reinstall --no-deps h5py
   fi
-  pipq -e ".[mpi,test,workflow,ptychodus,globus,stream]"
+  pipq -e ".[mpi,test,workflow,ptychodus,globus,stream,fftw]"
 else
-  pipq -e ".[test,workflow,ptychodus,globus,stream]"
+  pipq -e ".[test,workflow,ptychodus,globus,stream,fftw]"
 fi
 "$VPY" - <<'PY'
 import h5py, numpy

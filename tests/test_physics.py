@@ -71,8 +71,8 @@ def test_threaded_fft_equals_one_thread():
     """A batch above THREADED_FFT_SIZE is split over threads; each transform is the same as on one."""
     from ptyhpc import backend
 
-    x = crandn(16, 1, 128, 128)
-    assert x.size >= physics.THREADED_FFT_SIZE
+    x = crandn(16, 1, 256, 256)
+    assert x.size >= physics.THREADED_FFT_SIZE[backend.FFT_LIBRARY]
     saved = backend.FFT_WORKERS
     try:
         backend.FFT_WORKERS = 1
@@ -133,3 +133,23 @@ def test_fit_amplitude_equals_cost_and_ratio():
     misfit, ratio = physics.fit_amplitude(predicted, measured, mask)
     assert float(misfit) == pytest.approx(float(physics.cost(predicted, measured, mask, "gaussian")), rel=1e-5)
     assert np.allclose(ratio, physics.modulus_ratio(predicted, measured, mask), rtol=1e-5)
+
+
+def test_fftw_computes_the_same_transforms_as_scipy():
+    """The opt-in FFTW backend (setting ``fft``) is the same transform as the default to rounding, keeps single
+    precision and is used by physics.fft2 once selected."""
+    pytest.importorskip("pyfftw")
+    from ptyhpc import backend
+
+    x = np.random.default_rng(3).standard_normal((5, 1, 96, 96)).astype(np.float32) * (1 + 1j)
+    x = x.astype(np.complex64)
+    plain = physics.fft2(x), physics.ifft2(x)
+    try:
+        backend.use_cpu_fft("fftw")
+        assert backend.CPU_FFT.__name__.startswith("pyfftw")
+        fast = physics.fft2(x), physics.ifft2(x)
+    finally:
+        backend.use_cpu_fft("scipy")
+    for a, b in zip(fast, plain):
+        assert a.dtype == np.complex64
+        assert np.linalg.norm(a - b) / np.linalg.norm(b) < 1e-6

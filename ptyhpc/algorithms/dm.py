@@ -103,10 +103,13 @@ def power_bound_ratio(predicted, measured, mask, bound):
     if bound <= 0:
         return physics.modulus_ratio(predicted, measured, mask)
     xp = physics.array_module(predicted)
-    valid = xp.maximum(mask.sum(axis=(-2, -1)), 1).astype(predicted.dtype)  # per pattern, or one count for all
+    if mask is None:  # every pixel valid
+        valid = xp.asarray(predicted[0].size, dtype=predicted.dtype)
+    else:  # per pattern, or one count for all
+        valid = xp.maximum(mask.sum(axis=(-2, -1)), 1).astype(predicted.dtype)
     misfit, ratio = physics.fit_amplitude(predicted, measured, mask, per_pattern=True)
     err = misfit / valid
-    pbound = bound * ((measured / (1 + 4 * measured)) * mask).sum(axis=(1, 2)) / valid
+    pbound = bound * physics.valid(measured / (1 + 4 * measured), mask, 0).sum(axis=(1, 2)) / valid
     renorm = xp.sqrt(pbound / xp.maximum(err, 1e-30))[:, None, None]
     # (s + (a - s) r) / a; ratio is 1 on masked pixels, so they stay 1
     return xp.where(err[:, None, None] > pbound[:, None, None], renorm + (1 - renorm) * ratio, 1).astype(ratio.dtype)

@@ -49,14 +49,17 @@ def init(state, comm, cfg, saved=None) -> LSQMLState:
 
 
 def farfield_step(detector, farfield, predicted, measured, mask, noise):
-    """chi_j = Det^H[Psi' - Psi] for each position: (BATCH, MODES, N, N)."""
+    """The batch's misfit (``physics.cost``) and chi_j = Det^H[Psi' - Psi] for each position: (BATCH, MODES, N,
+    N). ``farfield`` is overwritten."""
     xp = array_module(predicted)
-    if noise == "gaussian":
-        factor = physics.modulus_ratio(predicted, measured, mask) - 1
+    if noise == "gaussian":  # the misfit and the modulus ratio share their square roots
+        misfit, factor = physics.fit_amplitude(predicted, measured, mask)
+        factor -= 1
     else:
+        misfit = physics.cost(predicted, measured, mask, noise)
         # Poisson: Psi' = Psi (1 - a w), w = 1 - d / I; a minimises sum I (1-aw)^2 - d log(I (1-aw)^2)
         i = xp.maximum(predicted, POISSON_FLOOR)
-        w = xp.where(mask, 1 - measured / i, 0)
+        w = physics.valid(1 - measured / i, mask, 0)
         a = xp.zeros((len(i), 1, 1), dtype=i.dtype)
         for _ in range(NEWTON_STEPS):
             s = 1 - a * w
@@ -65,7 +68,8 @@ def farfield_step(detector, farfield, predicted, measured, mask, noise):
             hess = (2 * i * w ** 2 + 2 * measured * w ** 2 / s ** 2).sum(axis=(1, 2), keepdims=True)
             a = xp.clip(a - grad / (hess + 1e-30), 0, 1)
         factor = -a * w
-    return detector.adj(farfield * factor[:, None])
+    farfield *= factor[:, None]
+    return misfit, detector.adj(farfield)
 
 
 def directions(state, comm, corner, weights, probes, patches, chi, probe: bool = True):
@@ -184,8 +188,8 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
         m = batch_model(state, stack, b)
         corner, weights, probes, patches = m.corner, m.weights, m.probes, m.patches
         measured, mask = state.patterns[b.device], state.mask_of(b.device)
-        total = total + physics.cost(m.predicted, measured, mask, cfg.noise)
-        chi = farfield_step(m.det, m.farfield, m.predicted, measured, mask, cfg.noise)
+        misfit, chi = farfield_step(m.det, m.farfield, m.predicted, measured, mask, cfg.noise)
+        total = total + misfit
         if m.incident is not None:
             astate.steps.append(multislice_batch(state, comm, cfg, m, chi, update_probe))
             continue

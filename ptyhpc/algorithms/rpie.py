@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import opr, physics
+from ..backend import array_module
 from ..partition import intersect
 from .common import batch_model, clip_amplitude, object_sums, probe_sums, record_position_steps, through_slices
 
@@ -50,8 +51,17 @@ def exit_wave_update(detector, farfield, ratio):
 
 
 def object_update(obj, num, den, alpha):
-    """Eq. 6: O + num / ((1 - alpha) den + alpha max(den))."""
-    return obj + num / ((1 - alpha) * den + alpha * den.max() + 1e-30)
+    """Eq. 6: O + num / ((1 - alpha) den + alpha max(den)), in place on ``obj`` (a view of the object);
+    ``num`` and ``den`` are overwritten (no object-sized temporaries: on a CPU this update is as costly as an FFT
+    of the batch otherwise)."""
+    xp = array_module(den)
+    peak = den.max()
+    den *= 1 - alpha
+    den += alpha * peak + 1e-30
+    xp.reciprocal(den, out=den)
+    num *= den
+    obj += num
+    return obj
 
 
 def probe_update(probe, num, den, beta):
@@ -124,11 +134,13 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
                         state.opr_weights[b.device] += opr.weight_step(m.variable, patches, chi[:, 0])
                         state.opr = probe_update(state.opr, v_num, v_den, cfg.beta)
                     astate.count += len(b)
-                obj = state.obj if state.obj.ndim == 2 else state.obj[s]  # a view: updated in place
-                obj[box] = clip_amplitude(object_update(obj[box], o_num, o_den, cfg.alpha), cfg.object_clip)
-                if astate.sums is not None:
+                if astate.sums is not None:  # before object_update overwrites o_den
                     w = astate.sums[2] if state.obj.ndim == 2 else astate.sums[2][s]
                     _add_shared(w, comm.shared_box, o_den, (y0, y1, x0, x1))
+                obj = state.obj if state.obj.ndim == 2 else state.obj[s]  # a view: updated in place
+                o = object_update(obj[box], o_num, o_den, cfg.alpha)
+                if cfg.object_clip > 0:
+                    o[...] = clip_amplitude(o, cfg.object_clip)
         if update_probe:
             reconcile_probe(state, astate, comm)
         if cfg.sync_every and i % cfg.sync_every == 0 and i < len(batches):
