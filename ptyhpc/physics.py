@@ -475,6 +475,17 @@ def fit_amplitude(predicted, measured, mask, per_pattern: bool = False):
     return misfit, valid(s, mask, 1).astype(predicted.dtype, copy=False)
 
 
+def modulus_factor(predicted, measured, mask, noise: str = "gaussian"):
+    """The misfit (:func:`cost`) and the factor ``ratio - 1`` (BATCH, N, N) real that turns the far field Psi into
+    the change Psi' - Psi of the modulus projection (:func:`modulus_ratio`)."""
+    if noise == "gaussian":  # the misfit and the ratio share their square roots
+        misfit, ratio = fit_amplitude(predicted, measured, mask)
+    else:
+        misfit, ratio = cost(predicted, measured, mask, noise), modulus_ratio(predicted, measured, mask)
+    ratio -= 1
+    return misfit, ratio
+
+
 def cost(predicted, measured, mask, noise: str = "gaussian"):
     """Data misfit summed over the batch (a 0-d array of ``xp``).
 

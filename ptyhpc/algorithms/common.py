@@ -19,6 +19,9 @@ class BatchModel(NamedTuple):
     Multislice (``state.obj`` (S, H, W)): patches (BATCH, S, N, N), one per slice; incident (S entries of (BATCH,
     MODES, N, N)) the wave arriving at each slice: psi_1 = P_j, psi_(s+1) = Prop_dz(psi_s O_s); farfield is
     Det(psi_S O_S). With one slice incident is None and patches (BATCH, N, N).
+
+    exit_wave (BATCH, MODES, N, N): the wave leaving the sample, psi = P_j O_j (multislice: psi_S O_S). A model
+    made with ``farfield=False`` stops there (farfield, predicted and det None): :func:`residual` takes it on.
     """
 
     corner: object
@@ -30,10 +33,12 @@ class BatchModel(NamedTuple):
     variable: object = None
     det: object = None
     incident: tuple = None
+    exit_wave: object = None
 
 
-def batch_model(state, stack, b) -> BatchModel:
-    """Forward model of the positions of batch ``b`` (a ``state.Batch``); ``stack`` is ``state.prepared()``."""
+def batch_model(state, stack, b, farfield: bool = True) -> BatchModel:
+    """Forward model of the positions of batch ``b`` (a ``state.Batch``); ``stack`` is ``state.prepared()``.
+    ``farfield=False``: up to the exit wave only (see :class:`BatchModel`)."""
     weights = state.weights[b.device]
     probes = state.shift.fwd(stack, weights)
     variable = None
@@ -51,9 +56,28 @@ def batch_model(state, stack, b) -> BatchModel:
         exit_wave = incident[-1] * patches[:, -1, None]
     else:
         exit_wave = probes * patches[:, None]
+    incident = None if incident is None else tuple(incident)
+    if not farfield:
+        return BatchModel(state.corner[b.host], weights, probes, patches, None, None, variable, None, incident,
+                          exit_wave)
     farfield = det.fwd(exit_wave)
     return BatchModel(state.corner[b.host], weights, probes, patches, farfield, physics.intensity(farfield), variable,
-                      det, None if incident is None else tuple(incident))
+                      det, incident, exit_wave)
+
+
+def residual(state, m: BatchModel, b, factor):
+    """The batch's misfit and exit-wave residual chi_j = Det_j^H[f_j Det_j psi_j] (BATCH, MODES, N, N), from the
+    exit waves of ``m`` (a model made with ``farfield=False``).
+
+    ``factor(predicted, measured, mask)`` -> (misfit, f): the misfit of the predicted intensities (BATCH, N, N)
+    and the real far-field multiplier f (BATCH, N, N) of the update (``physics.modulus_factor``: ratio - 1; LSQML's
+    Poisson step).
+    """
+    det = state.detector.at(state.frac[b.device])
+    far = det.fwd(m.exit_wave)
+    misfit, f = factor(physics.intensity(far), state.patterns[b.device], state.mask_of(b.device))
+    far *= f[:, None]
+    return misfit, det.adj(far)
 
 
 def through_slices(state, m: BatchModel, chi):

@@ -20,13 +20,14 @@ ten epochs). Double-precision sums would make the two bitwise equal at twice the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from .. import opr, physics
 from ..backend import array_module, asnumpy
 from .common import (batch_model, clip_amplitude, complete_object_sums, object_sums, probe_sums,
-                     record_position_steps, through_slices)
+                     record_position_steps, residual, through_slices)
 
 BATCHES = "global"
 CHECKPOINT = ()
@@ -48,28 +49,24 @@ def init(state, comm, cfg, saved=None) -> LSQMLState:
     return LSQMLState(steps=[])
 
 
-def farfield_step(detector, farfield, predicted, measured, mask, noise):
-    """The batch's misfit (``physics.cost``) and chi_j = Det^H[Psi' - Psi] for each position: (BATCH, MODES, N,
-    N). ``farfield`` is overwritten."""
+def farfield_factor(predicted, measured, mask, noise):
+    """The batch's misfit (``physics.cost``) and the factor f (BATCH, N, N) real with Psi' - Psi = f Psi: the
+    modulus projection's (Gaussian), or the Poisson step's (``common.residual`` applies it)."""
+    if noise == "gaussian":
+        return physics.modulus_factor(predicted, measured, mask)
     xp = array_module(predicted)
-    if noise == "gaussian":  # the misfit and the modulus ratio share their square roots
-        misfit, factor = physics.fit_amplitude(predicted, measured, mask)
-        factor -= 1
-    else:
-        misfit = physics.cost(predicted, measured, mask, noise)
-        # Poisson: Psi' = Psi (1 - a w), w = 1 - d / I; a minimises sum I (1-aw)^2 - d log(I (1-aw)^2)
-        i = xp.maximum(predicted, POISSON_FLOOR)
-        w = physics.valid(1 - measured / i, mask, 0)
-        a = xp.zeros((len(i), 1, 1), dtype=i.dtype)
-        for _ in range(NEWTON_STEPS):
-            s = 1 - a * w
-            s = xp.where(abs(s) < 1e-3, 1e-3, s)
-            grad = (-2 * i * w * s + 2 * measured * w / s).sum(axis=(1, 2), keepdims=True)
-            hess = (2 * i * w ** 2 + 2 * measured * w ** 2 / s ** 2).sum(axis=(1, 2), keepdims=True)
-            a = xp.clip(a - grad / (hess + 1e-30), 0, 1)
-        factor = -a * w
-    farfield *= factor[:, None]
-    return misfit, detector.adj(farfield)
+    misfit = physics.cost(predicted, measured, mask, noise)
+    # Poisson: Psi' = Psi (1 - a w), w = 1 - d / I; a minimises sum I (1-aw)^2 - d log(I (1-aw)^2)
+    i = xp.maximum(predicted, POISSON_FLOOR)
+    w = physics.valid(1 - measured / i, mask, 0)
+    a = xp.zeros((len(i), 1, 1), dtype=i.dtype)
+    for _ in range(NEWTON_STEPS):
+        s = 1 - a * w
+        s = xp.where(abs(s) < 1e-3, 1e-3, s)
+        grad = (-2 * i * w * s + 2 * measured * w / s).sum(axis=(1, 2), keepdims=True)
+        hess = (2 * i * w ** 2 + 2 * measured * w ** 2 / s ** 2).sum(axis=(1, 2), keepdims=True)
+        a = xp.clip(a - grad / (hess + 1e-30), 0, 1)
+    return misfit, -a * w
 
 
 def directions(state, comm, corner, weights, probes, patches, chi, probe: bool = True):
@@ -185,10 +182,9 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
     astate.steps = []
     for b in batches:
         stack = state.prepared()
-        m = batch_model(state, stack, b)
+        m = batch_model(state, stack, b, farfield=False)
         corner, weights, probes, patches = m.corner, m.weights, m.probes, m.patches
-        measured, mask = state.patterns[b.device], state.mask_of(b.device)
-        misfit, chi = farfield_step(m.det, m.farfield, m.predicted, measured, mask, cfg.noise)
+        misfit, chi = residual(state, m, b, partial(farfield_factor, noise=cfg.noise))
         total = total + misfit
         if m.incident is not None:
             astate.steps.append(multislice_batch(state, comm, cfg, m, chi, update_probe))

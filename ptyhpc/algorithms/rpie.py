@@ -16,11 +16,13 @@ for several ``sync_every``. The result is not bit-equal to one rank; its error i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from .. import opr, physics
 from ..backend import array_module
 from ..partition import intersect
-from .common import batch_model, clip_amplitude, object_sums, probe_sums, record_position_steps, through_slices
+from .common import (batch_model, clip_amplitude, object_sums, probe_sums, record_position_steps, residual,
+                     through_slices)
 
 BATCHES = "aligned"
 CHECKPOINT = ()
@@ -42,12 +44,6 @@ def init(state, comm, cfg, saved=None) -> RPIEState:
         return RPIEState(sums=None)
     shape = (3,) + state.obj.shape[:-2] + tuple(sl.stop - sl.start for sl in box)
     return RPIEState(sums=state.xp.zeros(shape, dtype=state.patterns.dtype))
-
-
-def exit_wave_update(detector, farfield, ratio):
-    """psi' - psi = Det^H[(sqrt(d / I) - 1) Psi] on valid pixels: (BATCH, MODES, N, N). Overwrites ``farfield``."""
-    farfield *= (ratio - 1)[:, None]
-    return detector.adj(farfield)
 
 
 def object_update(obj, num, den, alpha):
@@ -109,16 +105,10 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
     for i, b in enumerate(batches, start=1):
         if len(b):
             stack = state.prepared()
-            m = batch_model(state, stack, b)
-            corner, weights, farfield = m.corner, m.weights, m.farfield
-            measured, mask = state.patterns[b.device], state.mask_of(b.device)
-            if cfg.noise == "gaussian":
-                misfit, ratio = physics.fit_amplitude(m.predicted, measured, mask)
-            else:
-                misfit = physics.cost(m.predicted, measured, mask, cfg.noise)
-                ratio = physics.modulus_ratio(m.predicted, measured, mask)
+            m = batch_model(state, stack, b, farfield=False)
+            corner, weights = m.corner, m.weights
+            misfit, chi = residual(state, m, b, partial(physics.modulus_factor, noise=cfg.noise))
             total = total + misfit
-            chi = exit_wave_update(m.det, farfield, ratio)
             record_position_steps(state, stack, m, b, chi)
             # the object changes only inside the batch's bounding box: work there
             (y0, x0), (y1, x1) = corner.min(axis=0), corner.max(axis=0) + state.n
