@@ -108,8 +108,9 @@ def limit_threads(ranks_on_node: int) -> None:
 
     The matrix products here are thin (4 x BATCH by BATCH x N^2 for the sub-pixel shifts: memory-bound, nothing
     for a second thread to gain), and an idle OpenBLAS thread spins for a while after each product, taking the core
-    an FFT thread needs: with two BLAS threads beside two FFT threads on 2 cores an rPIE epoch took several times
-    as long (scripts/bench_threads.py records both). ``ptyhpc/__init__`` sets BLAS's threads through the environment
+    an FFT thread needs: with two BLAS threads beside two FFTW threads on 2 cores an rPIE epoch took 0.554 s
+    instead of 0.148 s (scripts/bench_threads.py at c903314; with scipy's FFTs on one thread BLAS's count hardly
+    matters, 0.179 and 0.177 s). ``ptyhpc/__init__`` sets BLAS's threads through the environment
     under mpiexec when it is imported before NumPy; this runtime limit (threadpoolctl) covers every other case.
     """
     global FFT_WORKERS

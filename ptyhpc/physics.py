@@ -13,9 +13,9 @@ from .backend import array_module
 
 THREADED_FFT_SIZE = {"fftw": 1 << 14, "scipy": 1 << 20}
 """Per CPU FFT library, the smallest batch (elements) whose FFT is split over threads (complex64, this project's
-2-core VM, scripts/bench_threads.py): FFTW's threads pay from about 16 x 32^2 and in the rPIE loop too (0.171 ->
-0.154 s per epoch at 16 x 128^2); scipy.fft's speed a lone 16 x 128^2 transform up (0.72 -> 0.50 ms) but not the
-loop (0.194 -> 0.198 s per epoch), so it threads only from 16 x 256^2 (alone 3.19 -> 1.92 ms)."""
+2-core VM, scripts/bench_threads.py at c903314): FFTW's threads pay from about 16 x 32^2 and in the rPIE loop too
+(0.160 -> 0.148 s per epoch at 16 x 128^2); scipy.fft's speed a lone 16 x 128^2 transform up (0.70 -> 0.45 ms)
+but not the loop (0.179 -> 0.187 s per epoch), so it threads only from 16 x 256^2 (alone 2.91 -> 1.58 ms)."""
 
 
 def _workers(x) -> int:
