@@ -324,17 +324,20 @@ def share_unresolved(obj, width: float, strength: float = 1.0):
     return obj
 
 
-def _blur_rows(a, kernel: list):
+def _blur_rows(a, kernel: list, strip: int = 256):
     """``a`` (H, W) convolved along its first axis with ``kernel`` (odd length, centred), zero outside ``a``: each
-    output row the taps' weighted rows added in tap order (the same sum for a point wherever ``a`` is cut)."""
+    output row the taps' weighted rows added in tap order (the same sum for a point wherever ``a`` is cut). Works
+    in strips of ``strip`` columns, so a tap's weighted rows are a strip-sized temporary, not a copy of ``a``."""
     xp = array_module(a)
     reach, h = len(kernel) // 2, a.shape[0]
     out = xp.zeros_like(a)
-    for i, w in enumerate(kernel):
-        shift = i - reach  # out[y] += w a[y + shift]
-        lo, hi = max(0, -shift), min(h, h - shift)
-        if lo < hi:
-            out[lo:hi] += w * a[lo + shift:hi + shift]
+    for c in range(0, a.shape[1], strip):
+        cols = slice(c, c + strip)
+        for i, w in enumerate(kernel):
+            shift = i - reach  # out[y] += w a[y + shift]
+            lo, hi = max(0, -shift), min(h, h - shift)
+            if lo < hi:
+                out[lo:hi, cols] += w * a[lo + shift:hi + shift, cols]
     return out
 
 

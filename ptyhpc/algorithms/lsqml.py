@@ -84,12 +84,14 @@ def directions(state, comm, corner, weights, probes, patches, chi, probe: bool =
 
 def _divide(num, den, peak, dtype):
     """num / (den + DELTA peak) in ``dtype``, as one reciprocal and one multiply (a complex division by a real
-    array costs twice as much here). ``peak``: a 0-d array of ``den``'s type, left on the device."""
+    array costs twice as much here), written over ``num`` and ``den`` (a caller's sums, not needed after: no
+    tile-sized temporaries) when ``num`` has that type. ``peak``: a 0-d array of ``den``'s type, left on the
+    device."""
     xp = array_module(num)
-    inverse = den + (peak * DELTA + 1e-30)
-    xp.reciprocal(inverse, out=inverse)
-    out = xp.empty(num.shape, dtype=dtype)
-    xp.multiply(num, inverse, out=out, casting="same_kind")
+    den += peak * DELTA + 1e-30
+    xp.reciprocal(den, out=den)
+    out = num if num.dtype == dtype else xp.empty(num.shape, dtype=dtype)
+    xp.multiply(num, den, out=out, casting="same_kind")
     return out
 
 
