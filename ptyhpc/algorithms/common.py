@@ -121,7 +121,7 @@ def object_sums(shape, corner, probes, chi, xp, wide: bool = False):
     num = xp.zeros(shape, dtype=cdtype)
     den = xp.zeros(shape, dtype=num.real.dtype)
     physics.scatter_add(num, corner, physics.sum_modes(probes.conj() * chi))
-    physics.scatter_add(den, corner, physics.sum_modes(probes.real ** 2 + probes.imag ** 2))
+    physics.scatter_add(den, corner, physics.sum_modes(physics.abs2(probes)))
     return num, den
 
 
@@ -144,7 +144,7 @@ def probe_sums(shift, weights, patches, chi, wide: bool = False):
     """Probe numerator sum_j S_j^T(conj(O_j) chi_j) (MODES, N, N) and denominator sum_j S_j^T |O_j|^2 (1, N, N),
     S_j the sub-pixel ``shift`` of position j; ``wide`` as in :func:`object_sums`."""
     g = patches.conj()[:, None] * chi
-    o2 = (patches.real ** 2 + patches.imag ** 2)[:, None]
+    o2 = physics.abs2(patches)[:, None]
     if wide:
         xp = array_module(g)
         g, o2, weights = g.astype(xp.complex128), o2.astype(xp.float64), weights.astype(xp.float64)

@@ -87,6 +87,9 @@ def reconcile_object(state, astate, comm):
 def reconcile_probe(state, astate, comm):
     """Position-weighted average of the ranks' probes (and OPR modes): the weighted sum and the position count in
     one all-reduce."""
+    if comm.size == 1:  # one rank: its probe is the average
+        astate.count = 0
+        return
     xp = state.xp
     probe = state.probe if state.opr is None else xp.concatenate([state.probe, state.opr])
     packed = comm.allreduce(xp.concatenate([(probe * astate.count).ravel(),
