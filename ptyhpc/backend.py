@@ -69,8 +69,8 @@ FFT_WORKERS = 1
 
 def _cpu_fft(name: str):
     """(name, module) of the CPU FFT library ``name``: 'scipy' (scipy.fft: pocketfft, whose transforms do not
-    depend on the run or the batch) or 'fftw' (pyFFTW's scipy.fft interface, the ``fftw`` extra; ImportError
-    without it). Both keep the input's precision and take ``workers``. FFTW's plans are measured (FFTW_MEASURE: the
+    depend on the run or the batch) or 'fftw' (pyFFTW's scipy.fft interface, the ``fftw`` extra; a
+    :class:`DeviceError` without it). Both keep the input's precision and take ``workers``. FFTW's plans are measured (FFTW_MEASURE: the
     first transform of a shape takes up to a few tenths of a second, later ones reuse its wisdom) and cached while
     in use (10 s keep-alive, so a one-off large transform's buffers are not held); which plan wins the timing can
     change from run to run, and with it the last bit of the results."""
@@ -78,8 +78,9 @@ def _cpu_fft(name: str):
         try:
             import pyfftw
             import pyfftw.interfaces.scipy_fft as fftw
-        except ImportError as e:
-            raise ImportError("fft = 'fftw' needs pyFFTW: pip install 'ptyhpc[fftw]'") from e
+        except ImportError:
+            raise DeviceError("setting fft = 'fftw' needs pyFFTW, which is not installed here: pip install "
+                              "'ptyhpc[fftw]', or leave fft at 'scipy'") from None
         pyfftw.config.PLANNER_EFFORT = "FFTW_MEASURE"
         pyfftw.interfaces.cache.enable()
         pyfftw.interfaces.cache.set_keepalive_time(10)

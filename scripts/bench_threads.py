@@ -66,7 +66,7 @@ def libraries() -> list:
     try:
         backend.use_cpu_fft("fftw")
         return ["scipy", "fftw"]
-    except ImportError:
+    except backend.DeviceError:
         return ["scipy"]
     finally:
         backend.use_cpu_fft("scipy")

@@ -153,3 +153,16 @@ def test_fftw_computes_the_same_transforms_as_scipy():
     for a, b in zip(fast, plain):
         assert a.dtype == np.complex64
         assert np.linalg.norm(a - b) / np.linalg.norm(b) < 1e-6
+
+
+def test_fftw_missing_is_one_clear_error(monkeypatch):
+    """Asking for FFTW where pyFFTW is not installed names the setting and the remedy (DeviceError: the CLI
+    prints it as one line on every rank); the FFT in use stays scipy."""
+    import sys
+
+    from ptyhpc import backend
+
+    monkeypatch.setitem(sys.modules, "pyfftw", None)  # import pyfftw now raises ImportError
+    with pytest.raises(backend.DeviceError, match=r"fft = 'fftw' needs pyFFTW.*ptyhpc\[fftw\]"):
+        backend.use_cpu_fft("fftw")
+    assert backend.FFT_LIBRARY == "scipy"
