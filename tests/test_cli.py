@@ -99,9 +99,9 @@ def test_run_facts_in_the_result_are_readable_after_a_parallel_write(sim, tmp_pa
         assert len(json.loads(attrs["peak_rss_bytes"])) == 2
 
 
-def test_one_process_gives_its_ffts_the_cores_and_blas_one_thread():
-    """Without mpiexec a process's FFTs get all its cores and BLAS one thread (an idle OpenBLAS thread spinning
-    beside the FFT threads cost rPIE 3.7x per epoch, scripts/bench_threads.py)."""
+def test_one_process_gives_its_ffts_the_cores_and_blas_one_thread_beside_fftw():
+    """Without mpiexec a process's FFTs get all its cores, and with FFTW BLAS one thread (an idle OpenBLAS thread
+    spinning beside the FFTW threads cost rPIE 3.7x per epoch, scripts/bench_threads.py)."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
     from ptyhpc import backend
@@ -111,7 +111,7 @@ def test_one_process_gives_its_ffts_the_cores_and_blas_one_thread():
     saved = backend.FFT_WORKERS
     with threadpool_limits(limits=None):  # restores the test process's limits afterwards
         try:
-            backend.limit_threads(1)
+            backend.limit_threads(1, blas_one=True)
             blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
             assert blas and max(blas) == 1, blas
             assert backend.FFT_WORKERS == len(os.sched_getaffinity(0))
