@@ -108,8 +108,9 @@ def limit_threads(ranks_on_node: int, blas_one: bool = False) -> None:
     when several ranks share the node or ``blas_one`` (the engine sets it with ``fft = 'fftw'``, whose threads
     BLAS's would take); when the user set OMP_NUM_THREADS, that many threads to both (the user's environment
     decides BLAS). A lone process with scipy's FFTs keeps BLAS as it is: there its thread count hardly matters
-    (below), and limiting it at run time made a streaming test's frames subscription miss a restarted server in
-    about 4 of 10 runs (tests/test_stream.py, restarts; not understood).
+    (below), and one BLAS thread in a stream process (set here at run time or by OPENBLAS_NUM_THREADS=1) makes
+    its frames subscription miss a restarted server in about half of the runs (tests/test_stream.py, restarts;
+    not understood: the README's streaming section says what is known).
 
     The matrix products here are thin (4 x BATCH by BATCH x N^2 for the sub-pixel shifts: memory-bound, nothing
     for a second thread to gain), and an idle OpenBLAS thread spins for a while after each product, taking the core
