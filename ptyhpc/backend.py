@@ -6,6 +6,8 @@ unchanged on the CPU and on a GPU. CuPy is imported here and nowhere else.
 from __future__ import annotations
 
 import os
+import sys
+from collections import OrderedDict
 
 import numpy as np
 
@@ -67,26 +69,175 @@ FFT_WORKERS = 1
 """Threads of one CPU FFT call (``workers``): the cores this rank owns, set by :func:`limit_threads`."""
 
 
+FFTW_WISDOM = os.environ.get("PTYHPC_FFTW_WISDOM") or os.path.join(sys.prefix, "share", "ptyhpc", "fftw-wisdom")
+"""The machine's FFTW plans (FFTW's wisdom), made once by ``ptyhpc plan-fft`` (``scripts/setup.sh`` runs it) and
+only read afterwards: the default CPU FFT computes with them (:class:`PlannedFFTW`)."""
+
+PLANNED_SHAPES = {"sizes": (64, 128, 256), "batches": range(1, 33), "modes": (1,)}
+"""What ``ptyhpc plan-fft`` plans by default: the batch FFTs (BATCH, MODES, N, N) complex64 of the default settings
+(rPIE batches of 16, LSQML's of 32, any smaller last batch), both directions, on 1 thread and on all cores."""
+
+
+def _pyfftw():
+    try:
+        import pyfftw
+    except ImportError:
+        return None
+    return pyfftw
+
+
+def plan_fftw(path: str = FFTW_WISDOM, sizes=PLANNED_SHAPES["sizes"], batches=PLANNED_SHAPES["batches"],
+              modes=PLANNED_SHAPES["modes"], threads=None, log=lambda msg: None) -> int:
+    """Measure FFTW's plans of the complex64 batch transforms (BATCH, MODES, N, N) over the last two axes, both
+    directions, every batch size in ``batches`` (1..B), on 1 thread and on the threads of a rank sharing
+    ``threads`` cores (default: this process's) with 0, 1, 3 or 7 others, and write them to ``path`` and what
+    was planned to ``path``.json (each atomically). Returns the number of plans. A DeviceError without pyFFTW."""
+    pyfftw = _pyfftw()
+    if pyfftw is None:
+        raise DeviceError("plan-fft needs pyFFTW, which is not installed here: pip install 'ptyhpc[fftw]'")
+    cores = threads or _cores()
+    counts = sorted({1} | {max(1, cores // r) for r in (1, 2, 4, 8)})  # 1, 2, 4 or 8 ranks on the node
+    count = 0
+    for n in sizes:
+        for k in modes:
+            for b in batches:
+                for w in counts:
+                    for direction in ("FFTW_FORWARD", "FFTW_BACKWARD"):
+                        _fftw_plan(pyfftw, (b, k, n, n), np.complex64, direction, w, ("FFTW_MEASURE",))
+                        count += 1
+        log(f"plan-fft: {n}x{n} planned")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    import json
+
+    families = {"sizes": sorted(set(sizes)), "modes": sorted(set(modes)), "batch": max(batches), "threads": counts}
+    for name, data in ((path + ".json", json.dumps(families).encode()),
+                       (path, WISDOM_SEPARATOR.join(pyfftw.export_wisdom()))):
+        tmp = f"{name}.partial{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, name)
+    return count
+
+
+WISDOM_SEPARATOR = b"\n\0\n"
+
+
+def _load_wisdom(pyfftw, path: str) -> bool:
+    """Import the wisdom file ``path`` into FFTW; False where there is none or FFTW refuses it (another FFTW
+    version or machine)."""
+    try:
+        with open(path, "rb") as f:
+            parts = tuple(f.read().split(WISDOM_SEPARATOR))
+    except OSError:
+        return False
+    return len(parts) == 3 and any(pyfftw.import_wisdom(parts))
+
+
+def _fftw_plan(pyfftw, shape, dtype, direction, threads, flags):
+    """A pyFFTW plan of the 2-D transform over the last two axes of ``shape``, on aligned arrays of its own."""
+    a = pyfftw.empty_aligned(shape, dtype)
+    return pyfftw.FFTW(a, pyfftw.empty_aligned(shape, dtype), axes=(-2, -1), direction=direction, flags=flags,
+                       threads=threads, normalise_idft=False, ortho=True)
+
+
+class PlannedFFTW:
+    """``fft2``/``ifft2`` (scipy.fft's signature; ``norm="ortho"``) computed by FFTW with the plans of the
+    machine's wisdom (:data:`FFTW_WISDOM`) and by scipy.fft for every other transform.
+
+    Plans only from wisdom (FFTW_WISDOM_ONLY), never measured at run time: which plan FFTW's timing picks can
+    change from process to process, and with it the last bit of the results, while a plan read from the same
+    wisdom computes the same bits in every process of the machine. Which library transforms an array depends only
+    on its image shape (MODES, N, N), precision and thread count, never on the batch size (a batch larger than
+    the planned ones goes in planned chunks): the same image then gives the same bits whatever the batch it came
+    in, which is what keeps N ranks equal to one rank (DM amplifies a rounding difference ~1000x in ten
+    iterations; mixing FFTW and scipy by batch size broke that) and a resumed run equal to an uninterrupted one.
+    ``tests/test_physics.py`` checks that FFTW's planned transforms do not depend on the batch size and the
+    threads either. The most recently used plans are kept (``KEEP``; each holds its last input and output)."""
+
+    KEEP = 8
+
+    def __init__(self, pyfftw, path: str = FFTW_WISDOM):
+        import json
+
+        import scipy.fft
+
+        self._pyfftw, self._scipy = pyfftw, scipy.fft
+        self.path = path
+        try:
+            with open(path + ".json") as f:
+                self.families = json.load(f)
+        except (OSError, ValueError):
+            self.families = None
+        self.loaded = self.families is not None and _load_wisdom(pyfftw, path)
+        self._plans = OrderedDict()
+
+    def fft2(self, x, norm="ortho", workers=1):
+        return self._transform(x, "FFTW_FORWARD", workers, self._scipy.fft2)
+
+    def ifft2(self, x, norm="ortho", workers=1):
+        return self._transform(x, "FFTW_BACKWARD", workers, self._scipy.ifft2)
+
+    def planned(self, x, workers: int) -> bool:
+        """Whether FFTW transforms ``x`` (its image shape, precision and ``workers`` were planned)."""
+        f = self.families
+        return (self.loaded and x.ndim == 4 and x.dtype == np.complex64 and x.shape[-1] == x.shape[-2]
+                and x.shape[-1] in f["sizes"] and x.shape[1] in f["modes"] and workers in f["threads"])
+
+    def _transform(self, x, direction, workers, fallback):
+        if not self.planned(x, workers):
+            return fallback(x, norm="ortho", workers=workers)
+        out = self._pyfftw.empty_aligned(x.shape, x.dtype)
+        step = self.families["batch"]
+        for start in range(0, len(x), step):
+            part = x[start:start + step]
+            self._plan(part.shape, direction, workers)(part, out[start:start + step], normalise_idft=False,
+                                                       ortho=True)
+        return out
+
+    def _plan(self, shape, direction, workers):
+        key = (shape, direction, workers)
+        plan = self._plans.pop(key, None)
+        if plan is None:  # from wisdom: a RuntimeError here is a wisdom file that does not hold its own families
+            plan = _fftw_plan(self._pyfftw, shape, np.complex64, direction, workers,
+                              ("FFTW_MEASURE", "FFTW_WISDOM_ONLY"))
+        self._plans[key] = plan
+        while len(self._plans) > self.KEEP:
+            self._plans.popitem(last=False)
+        return plan
+
+
 def _cpu_fft(name: str):
-    """(name, module) of the CPU FFT library ``name``: 'scipy' (scipy.fft: pocketfft, whose transforms do not
-    depend on the run or the batch) or 'fftw' (pyFFTW's scipy.fft interface, the ``fftw`` extra; a
-    :class:`DeviceError` without it). Both keep the input's precision and take ``workers``. FFTW's plans are measured (FFTW_MEASURE: the
-    first transform of a shape takes up to a few tenths of a second, later ones reuse its wisdom) and cached while
-    in use (10 s keep-alive, so a one-off large transform's buffers are not held); which plan wins the timing can
-    change from run to run, and with it the last bit of the results."""
+    """(name, module) of the CPU FFT ``name``:
+
+    - 'auto' (the default): FFTW with the machine's plans where it has them (:class:`PlannedFFTW`; pyFFTW, the
+      ``fftw`` extra, and the wisdom ``ptyhpc plan-fft`` writes, both of which ``scripts/setup.sh`` provides),
+      scipy.fft otherwise; the same bits in every run of the machine;
+    - 'scipy': scipy.fft (pocketfft) alone;
+    - 'fftw': FFTW for every transform, planned at run time by timing (FFTW_MEASURE; the first transform of a
+      shape takes up to a few tenths of a second), so two runs can differ in the last bit; a
+      :class:`DeviceError` without pyFFTW.
+
+    Each keeps the input's precision and takes ``workers``."""
+    if name == "auto":
+        pyfftw = _pyfftw()
+        if pyfftw is not None:
+            planned = PlannedFFTW(pyfftw)
+            if planned.loaded:
+                return "fftw (planned)", planned
+        name = "scipy"
     if name == "fftw":
         try:
             import pyfftw
             import pyfftw.interfaces.scipy_fft as fftw
         except ImportError:
             raise DeviceError("setting fft = 'fftw' needs pyFFTW, which is not installed here: pip install "
-                              "'ptyhpc[fftw]', or leave fft at 'scipy'") from None
+                              "'ptyhpc[fftw]', or set fft to 'auto' or 'scipy'") from None
         pyfftw.config.PLANNER_EFFORT = "FFTW_MEASURE"
         pyfftw.interfaces.cache.enable()
         pyfftw.interfaces.cache.set_keepalive_time(10)
         return "fftw", fftw
     if name != "scipy":
-        raise ValueError(f"unknown CPU FFT library {name!r}: use 'scipy' or 'fftw'")
+        raise ValueError(f"unknown CPU FFT library {name!r}: use 'auto', 'scipy' or 'fftw'")
     import scipy.fft
 
     return "scipy", scipy.fft
@@ -96,41 +247,50 @@ FFT_LIBRARY, CPU_FFT = _cpu_fft("scipy")
 """Name and module (scipy.fft's ``fft2``/``ifft2`` signature) of the CPU FFT in use (:func:`use_cpu_fft`)."""
 
 
-def use_cpu_fft(name: str) -> None:
-    """Compute CPU FFTs with ``name`` ('scipy' or 'fftw', see :func:`_cpu_fft`) from now on (the setting ``fft``;
-    the engine calls this)."""
+def use_cpu_fft(name: str) -> str:
+    """Compute CPU FFTs with ``name`` ('auto', 'scipy' or 'fftw', see :func:`_cpu_fft`) from now on (the setting
+    ``fft``; the engine calls this); returns the library in use."""
     global FFT_LIBRARY, CPU_FFT
     FFT_LIBRARY, CPU_FFT = _cpu_fft(name)
+    return FFT_LIBRARY
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def limit_threads(ranks_on_node: int, blas_one: bool = False) -> None:
     """Give this rank's cores (cores / ranks_on_node) to its FFTs (:data:`FFT_WORKERS`), and one thread to BLAS
     when several ranks share the node or ``blas_one`` (the engine sets it with ``fft = 'fftw'``, whose threads
     BLAS's would take); when the user set OMP_NUM_THREADS, that many threads to both (the user's environment
-    decides BLAS). A lone process with scipy's FFTs keeps BLAS as it is: there its thread count hardly matters
-    (below), and one BLAS thread in a stream process (set here at run time or by OPENBLAS_NUM_THREADS=1) makes
-    its frames subscription miss a restarted server in about half of the runs (tests/test_stream.py, restarts;
-    not understood: the README's streaming section says what is known).
+    decides BLAS). Call it after :func:`use_cpu_fft`.
 
-    The matrix products here are thin (4 x BATCH by BATCH x N^2 for the sub-pixel shifts: memory-bound, nothing
-    for a second thread to gain), and an idle OpenBLAS thread spins for a while after each product, taking the core
-    an FFT thread needs: with two BLAS threads beside two FFTW threads on 2 cores an rPIE epoch took 0.554 s
-    instead of 0.148 s (scripts/bench_threads.py at c903314; with scipy's FFTs on one thread BLAS's count hardly
-    matters, 0.179 and 0.177 s). ``ptyhpc/__init__`` sets BLAS's threads through the environment
-    under mpiexec when it is imported before NumPy; this runtime limit (threadpoolctl) covers every other case.
+    A lone process keeps BLAS as it is, and there FFTW's transforms run on one thread while BLAS has several. The
+    matrix products here are thin (4 x BATCH by BATCH x N^2 for the sub-pixel shifts: memory-bound, nothing for a
+    second thread to gain), and an idle OpenBLAS thread spins for a while after each product, taking the core an
+    FFT thread needs: with two BLAS threads beside two FFTW threads on 2 cores an rPIE epoch took 0.554 s, beside
+    one 0.148 s, and one FFTW thread beside two BLAS threads 0.156 s (scripts/bench_threads.py at c903314; with
+    scipy's FFTs BLAS's count hardly matters, 0.179 and 0.177 s). BLAS is not limited at run time in a lone
+    process because one BLAS thread in a stream process (set here or by OPENBLAS_NUM_THREADS=1) makes its frames
+    subscription miss a restarted server in about half of the runs (tests/test_stream.py, restarts; not
+    understood: the README's streaming section says what is known). ``ptyhpc/__init__`` sets BLAS's threads
+    through the environment under mpiexec when it is imported before NumPy; this runtime limit (threadpoolctl)
+    covers the other cases.
     """
     global FFT_WORKERS
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if os.environ.get("PTYHPC_USER_THREADS"):
         FFT_WORKERS = max(1, int(os.environ.get("OMP_NUM_THREADS", "1") or 1))
         return
-    FFT_WORKERS = max(1, cores // max(ranks_on_node, 1))
+    FFT_WORKERS = max(1, _cores() // max(ranks_on_node, 1))
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_info, threadpool_limits
     except ImportError:
         return
     if blas_one or ranks_on_node > 1:
         threadpool_limits(1, user_api="blas")
+    elif FFT_LIBRARY != "scipy" and max([i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+                                        or [1]) > 1:
+        FFT_WORKERS = 1
 
 
 def describe(xp) -> str:

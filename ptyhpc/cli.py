@@ -420,6 +420,25 @@ def _frc(args) -> int:
     return 0
 
 
+def backend_defaults() -> dict:
+    from .backend import PLANNED_SHAPES
+
+    return PLANNED_SHAPES
+
+
+def _plan_fft(args) -> int:
+    import time
+
+    from .backend import FFTW_WISDOM, plan_fftw
+
+    path = args.wisdom or FFTW_WISDOM
+    t = time.perf_counter()
+    count = plan_fftw(path, sizes=args.sizes, batches=range(1, args.batch + 1), modes=args.modes,
+                      log=lambda msg: print(msg, flush=True))
+    print(f"plan-fft: {count} plans in {time.perf_counter() - t:.1f} s -> {path}")
+    return 0
+
+
 def _info(args) -> int:
     import h5py
 
@@ -635,6 +654,18 @@ def build_parser() -> argparse.ArgumentParser:
     _input_options(i.add_argument)
     _geometry_options(i.add_argument)
     i.set_defaults(run=_info)
+
+    pf = sub.add_parser("plan-fft", help="measure FFTW's plans of the batch FFTs once on this machine (the default "
+                        "fft = 'auto' computes with them; scripts/setup.sh runs this)")
+    pf.add_argument("--sizes", type=int, nargs="+", default=list(backend_defaults()["sizes"]), metavar="N",
+                    help="pattern sides N (default: %(default)s)")
+    pf.add_argument("--batch", type=int, default=max(backend_defaults()["batches"]),
+                    help="plan every batch size 1..BATCH (default: %(default)s)")
+    pf.add_argument("--modes", type=int, nargs="+", default=list(backend_defaults()["modes"]), metavar="K",
+                    help="probe modes (default: %(default)s)")
+    pf.add_argument("--wisdom", default=None, help="the wisdom file (default: $PTYHPC_FFTW_WISDOM, else "
+                    "<python prefix>/share/ptyhpc/fftw-wisdom)")
+    pf.set_defaults(run=_plan_fft)
 
     def site_options(q):
         q.add_argument("--site", default="local", help="site profile: local, slurm, polaris, or a .toml file")

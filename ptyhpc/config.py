@@ -94,10 +94,11 @@ class ReconConfig:
     z2 the detector distance); 0 = a parallel beam, or the file's own value."""
     device: str = "auto"
     """'auto' (the GPU when CuPy finds a usable one, else the CPU), 'gpu' (an error without one) or 'cpu'."""
-    fft: str = "scipy"
-    """CPU FFT library: 'scipy' (pocketfft; the same bits in every run) or 'fftw' (pyFFTW, the ``fftw`` extra:
-    faster, 2 threads pay off, but its plans are chosen by timing them, so two runs can differ in the last bit and
-    a resumed run equals an uninterrupted one only to rounding; scripts/bench_threads.py measures both). The GPU
+    fft: str = "auto"
+    """CPU FFT library: 'auto' (FFTW with the plans ``ptyhpc plan-fft`` measured once on this machine, which
+    ``scripts/setup.sh`` runs, and scipy.fft for any other transform; without pyFFTW or those plans, scipy.fft
+    alone), 'scipy' (pocketfft alone) or 'fftw' (FFTW for every transform, planned at run time by timing, so two
+    runs can differ in the last bit). 'auto' and 'scipy' compute the same bits in every run of a machine. The GPU
     uses cuFFT whatever this says."""
     precision: str = "complex64"
     """'complex64' or 'complex128'."""
@@ -125,7 +126,7 @@ class ReconConfig:
             (self.object_clip >= 0, f"object_clip must be >= 0 (0: no clip), not {self.object_clip}"),
             (self.seed >= 0, f"seed must be >= 0, not {self.seed}"),
             (self.device in ("cpu", "gpu", "auto"), f"device must be 'cpu', 'gpu' or 'auto', not {self.device!r}"),
-            (self.fft in ("scipy", "fftw"), f"fft must be 'scipy' or 'fftw', not {self.fft!r}"),
+            (self.fft in ("auto", "scipy", "fftw"), f"fft must be 'auto', 'scipy' or 'fftw', not {self.fft!r}"),
             (self.precision in ("complex64", "complex128"),
              f"precision must be 'complex64' or 'complex128', not {self.precision!r}"),
             (self.sync_every >= 0, f"sync_every must be >= 0, not {self.sync_every}"),

@@ -91,8 +91,8 @@ class Reconstruction:
         size = mpi_comm.Get_size() if mpi_comm is not None else 1
         self.log = log or (lambda msg: None)
         local_rank, local_size = _node_rank(mpi_comm)
-        limit_threads(local_size, blas_one=cfg.fft == "fftw")
         use_cpu_fft(cfg.fft)
+        limit_threads(local_size, blas_one=cfg.fft == "fftw")
         self.xp = get_xp(cfg.device, local_rank=local_rank)
         dtype = DTYPES[cfg.precision][0]
         self.unresolved = 0.0

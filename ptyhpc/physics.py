@@ -11,7 +11,7 @@ from . import backend
 from .backend import array_module
 
 
-THREADED_FFT_SIZE = {"fftw": 1 << 14, "scipy": 1 << 20}
+THREADED_FFT_SIZE = {"fftw": 1 << 14, "fftw (planned)": 1 << 14, "scipy": 1 << 20}
 """Per CPU FFT library, the smallest batch (elements) whose FFT is split over threads (complex64, this project's
 2-core VM, scripts/bench_threads.py at c903314): FFTW's threads pay from about 16 x 32^2 and in the rPIE loop too
 (0.160 -> 0.148 s per epoch at 16 x 128^2); scipy.fft's speed a lone 16 x 128^2 transform up (0.70 -> 0.45 ms)

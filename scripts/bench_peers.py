@@ -9,9 +9,9 @@ complex factor, and separately also a linear phase ramp). Prints seconds per epo
 then over rounds), the ratios to the fastest peer, and each NRMSE. Writes benchmarks/peers.json.
 
 Families: rPIE = ptyhpc rPIE (batch 16), Pty-chi rPIE (batch 32, as in ../shared/peers.md), PtyLab mPIE;
-LSQML = ptyhpc LSQML (batch 32), Pty-chi LSQML (batch 64, Gaussian). ptyhpc runs as 1 process with 2 threads
-(the cores its FFTs may use, as the peers' 2 threads; with the default scipy FFT and with ``fft = 'fftw'``) and
-on 2 ranks of one thread each.
+LSQML = ptyhpc LSQML (batch 32), Pty-chi LSQML (batch 64, Gaussian). ptyhpc runs as 1 process on the 2 cores (as
+the peers' 2 threads; the default ``fft = 'auto'``: FFTW with the plans ``ptyhpc plan-fft`` measured, which there
+runs one thread beside BLAS's two, and with ``fft = 'scipy'``, scipy.fft alone) and on 2 ranks of one thread each.
 positions: the same set with recorded positions 2 px (per coordinate, normal) random errors and a 4 px drift
 off the truth (``ptyhpc simulate --position-error 2 --position-drift 4``); ptyhpc rPIE and LSQML with
 ``--correct-positions`` against Pty-chi's rPIE and LSQML with its position correction (defaults), both from epoch
@@ -46,7 +46,7 @@ POSITION_START = 10
 """The epoch position correction starts in, for ptyhpc (its default) and Pty-chi alike."""
 
 
-def run_ptyhpc(tmp, data, probe, algorithm, epochs, ranks, correct=False, slices=None, fft="scipy"):
+def run_ptyhpc(tmp, data, probe, algorithm, epochs, ranks, correct=False, slices=None, fft="auto"):
     out = os.path.join(tmp, f"ptyhpc_{algorithm}_{ranks}{'_pc' if correct else ''}_{fft}.h5")
     ptyhpc("reconstruct", data, "-o", out, "--algorithm", algorithm, "--epochs", epochs, "--probe", probe,
            "--no-preview", "--quiet", "--set", f"fft={fft}",
@@ -111,9 +111,9 @@ def main():
         if not os.path.exists(os.path.join(PEERS, name, "bin", "python")):
             sys.exit(f"{PEERS}/{name} is missing: run scripts/setup_peers.sh first")
     runs = {"rpie": [("ptyhpc", "rpie", 1), ("ptychi", "rpie", 32), ("ptyhpc", "rpie", 2), ("ptylab", "mpie", 0),
-                     ("ptyhpc+fftw", "rpie", 1)],
+                     ("ptyhpc+scipy", "rpie", 1)],
             "lsqml": [("ptyhpc", "lsqml", 1), ("ptychi", "lsqml", 64), ("ptyhpc", "lsqml", 2),
-                      ("ptyhpc+fftw", "lsqml", 1)],
+                      ("ptyhpc+scipy", "lsqml", 1)],
             "positions": [("ptyhpc", "rpie", 1), ("ptychi", "rpie", 32), ("ptyhpc", "lsqml", 1),
                           ("ptychi", "lsqml", 64)],
             "multislice": [("ptyhpc", "lsqml", 1), ("ptychi", "lsqml", 64), ("ptyhpc", "lsqml", 2)]}
@@ -142,11 +142,11 @@ def main():
                                                              else "standard")
                 for name, algorithm, k in runs[family]:
                     ours = name.startswith("ptyhpc")
-                    fft = "fftw" if name.endswith("+fftw") else "scipy"
+                    fft = "scipy" if name.endswith("+scipy") else "auto"
                     label = f"ptyhpc {algorithm}" if ours else f"{name} {algorithm}"
                     if ours:
                         label += f" ({k} ranks" if k > 1 else f" (1 process, {THREADS} threads"
-                        label += ", FFTW)" if fft == "fftw" else ")"
+                        label += ", scipy FFT)" if fft == "scipy" else ")"
                     label += " + positions" if correct else ""
                     if ours:
                         obj, corners, seconds = run_ptyhpc(tmp, data, probe, algorithm, args.epochs, k, correct,

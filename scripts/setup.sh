@@ -53,6 +53,9 @@ if [ "${PTYHPC_SERIAL:-0}" != 1 ]; then
 else
   pipq -e ".[test,workflow,ptychodus,globus,stream,fftw]"
 fi
+# FFTW's plans of the default batch FFTs, measured once here (about a second): the default fft = 'auto' computes
+# with them, the same bits in every process of this machine (ptyhpc plan-fft --help)
+"$VENV/bin/ptyhpc" plan-fft >/dev/null && log "FFTW plans measured into $VENV/share/ptyhpc/fftw-wisdom"
 "$VPY" - <<'PY'
 import h5py, numpy
 try:

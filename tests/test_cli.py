@@ -119,6 +119,36 @@ def test_one_process_gives_its_ffts_the_cores_and_blas_one_thread_beside_fftw():
             backend.FFT_WORKERS = saved
 
 
+def test_a_lone_process_keeps_blas_and_runs_fftw_on_one_thread_beside_it():
+    """Without mpiexec BLAS keeps its threads (one BLAS thread in a stream process costs it a restarted server's
+    frames: README, streaming), and then FFTW's transforms run on one thread (an FFTW thread beside spinning BLAS
+    threads cost rPIE 3.7x per epoch) while scipy's get the cores."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from ptyhpc import backend
+
+    if os.environ.get("PTYHPC_USER_THREADS"):
+        pytest.skip("OMP_NUM_THREADS is set: the user's thread counts apply")
+
+    def blas():
+        return max([i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] or [1])
+
+    saved = backend.FFT_LIBRARY, backend.CPU_FFT, backend.FFT_WORKERS
+    with threadpool_limits(limits=None):
+        threads = blas()
+        if threads < 2 or len(os.sched_getaffinity(0)) < 2:
+            pytest.skip("BLAS has one thread here, or there is one core")
+        try:
+            backend.FFT_LIBRARY = "fftw (planned)"
+            backend.limit_threads(1)
+            assert backend.FFT_WORKERS == 1 and blas() == threads
+            backend.FFT_LIBRARY = "scipy"
+            backend.limit_threads(1)
+            assert backend.FFT_WORKERS == len(os.sched_getaffinity(0)) and blas() == threads
+        finally:
+            backend.FFT_LIBRARY, backend.CPU_FFT, backend.FFT_WORKERS = saved
+
+
 @needs_mpiexec
 def test_ranks_share_the_cores_even_when_numpy_was_imported_first(tmp_path):
     """Two ranks on a node must not each start one BLAS thread per core (oversubscription), whatever the

@@ -155,6 +155,59 @@ def test_fftw_computes_the_same_transforms_as_scipy():
         assert np.linalg.norm(a - b) / np.linalg.norm(b) < 1e-6
 
 
+PLANNED_PROBE = """
+import hashlib
+import numpy as np
+import scipy.fft
+from ptyhpc import backend, physics
+lib = backend.use_cpu_fft("auto")
+rng = np.random.default_rng(0)
+def field(*shape):
+    return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+x = field(6, 1, 32, 32)  # planned 32^2, batches up to 4: two chunks
+y, z = physics.fft2(x), physics.ifft2(x)
+fftw = lib != "scipy" and backend.CPU_FFT.planned(x, 1)
+ref = scipy.fft.fft2(x, norm="ortho")
+batches = all(np.array_equal(physics.fft2(np.ascontiguousarray(x[:b])), y[:b]) for b in (1, 3, 4))
+threads = not fftw or np.array_equal(backend.CPU_FFT.fft2(x, workers=2), y)
+u = field(3, 1, 48, 48)  # not planned: scipy's transform itself
+print(lib, fftw, y.dtype, hashlib.sha1(y.tobytes() + z.tobytes()).hexdigest(),
+      float(np.abs(y - ref).max() / np.abs(ref).max()), batches, threads,
+      np.array_equal(physics.fft2(u), scipy.fft.fft2(u, norm="ortho")), sep="|")
+"""
+
+
+def test_planned_fftw_computes_the_same_bits_in_every_process(tmp_path):
+    """The default fft = 'auto': FFTW with the plans ``ptyhpc plan-fft`` wrote, read only. Two processes compute
+    the same bits (FFTW in use, scipy's transform to rounding, single precision kept); an image's transform does
+    not depend on the batch it comes in (a batch beyond the planned ones goes in chunks) nor on the threads, which
+    N ranks = 1 rank rests on; an image size the wisdom does not hold is scipy's, bit for bit; without the wisdom
+    file 'auto' is scipy alone."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("pyfftw")
+    wisdom = tmp_path / "fftw-wisdom"
+    r = subprocess.run([sys.executable, "-m", "ptyhpc", "plan-fft", "--sizes", "32", "--batch", "4", "--wisdom",
+                        str(wisdom)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "plans" in r.stdout and wisdom.stat().st_size > 0, r.stderr
+
+    def probe(path):
+        env = dict(os.environ, PTYHPC_FFTW_WISDOM=str(path))
+        r = subprocess.run([sys.executable, "-c", PLANNED_PROBE], capture_output=True, text=True, env=env, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip().split("|")
+
+    first, second = probe(wisdom), probe(wisdom)
+    assert first == second  # the same bits in two processes
+    lib, fftw, dtype, _, error, batches, threads, unplanned = first
+    assert lib == "fftw (planned)" and fftw == "True" and dtype == "complex64" and float(error) < 1e-6, first
+    assert batches == "True" and threads == "True" and unplanned == "True", first
+    alone = probe(tmp_path / "missing")
+    assert alone[0] == "scipy" and alone[1] == "False" and alone[-1] == "True", alone
+
+
 def test_fftw_missing_is_one_clear_error(monkeypatch):
     """Asking for FFTW where pyFFTW is not installed names the setting and the remedy (DeviceError: the CLI
     prints it as one line on every rank); the FFT in use stays scipy."""
