@@ -5,6 +5,7 @@ unchanged on the CPU and on a GPU. CuPy is imported here and nowhere else.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections import OrderedDict
@@ -75,7 +76,7 @@ only read afterwards: the default CPU FFT computes with them (:class:`PlannedFFT
 
 PLANNED_SHAPES = {"sizes": (64, 128, 256), "batches": range(1, 33), "modes": (1,)}
 """What ``ptyhpc plan-fft`` plans by default: the batch FFTs (BATCH, MODES, N, N) complex64 of the default settings
-(rPIE batches of 16, LSQML's of 32, any smaller last batch), both directions, on 1 thread and on all cores."""
+(rPIE batches of 16, LSQML's of 32, any smaller last batch), both directions (threads: :func:`plan_fftw`)."""
 
 
 def _pyfftw():
@@ -107,8 +108,6 @@ def plan_fftw(path: str = FFTW_WISDOM, sizes=PLANNED_SHAPES["sizes"], batches=PL
                         count += 1
         log(f"plan-fft: {n}x{n} planned")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    import json
-
     families = {"sizes": sorted(set(sizes)), "modes": sorted(set(modes)), "batch": max(batches), "threads": counts}
     for name, data in ((path + ".json", json.dumps(families).encode()),
                        (path, WISDOM_SEPARATOR.join(pyfftw.export_wisdom()))):
@@ -123,14 +122,14 @@ WISDOM_SEPARATOR = b"\n\0\n"
 
 
 def _load_wisdom(pyfftw, path: str) -> bool:
-    """Import the wisdom file ``path`` into FFTW; False where there is none or FFTW refuses it (another FFTW
-    version or machine)."""
+    """Import the wisdom file ``path`` into FFTW; False where there is none or FFTW refuses its single-precision
+    part (another FFTW version)."""
     try:
         with open(path, "rb") as f:
             parts = tuple(f.read().split(WISDOM_SEPARATOR))
     except OSError:
         return False
-    return len(parts) == 3 and any(pyfftw.import_wisdom(parts))
+    return len(parts) == 3 and bool(pyfftw.import_wisdom(parts)[1])
 
 
 def _fftw_plan(pyfftw, shape, dtype, direction, threads, flags):
@@ -157,8 +156,6 @@ class PlannedFFTW:
     KEEP = 8
 
     def __init__(self, pyfftw, path: str = FFTW_WISDOM):
-        import json
-
         import scipy.fft
 
         self._pyfftw, self._scipy = pyfftw, scipy.fft
@@ -170,6 +167,9 @@ class PlannedFFTW:
             self.families = None
         self.loaded = self.families is not None and _load_wisdom(pyfftw, path)
         self._plans = OrderedDict()
+        self._missing = set()
+        """(image shape, direction, threads) whose plans the wisdom lacks after all (a file replaced while this
+        process ran): scipy.fft transforms them, every batch alike."""
 
     def fft2(self, x, norm="ortho", workers=1):
         return self._transform(x, "FFTW_FORWARD", workers, self._scipy.fft2)
@@ -184,20 +184,25 @@ class PlannedFFTW:
                 and x.shape[-1] in f["sizes"] and x.shape[1] in f["modes"] and workers in f["threads"])
 
     def _transform(self, x, direction, workers, fallback):
-        if not self.planned(x, workers):
-            return fallback(x, norm="ortho", workers=workers)
-        out = self._pyfftw.empty_aligned(x.shape, x.dtype)
-        step = self.families["batch"]
-        for start in range(0, len(x), step):
-            part = x[start:start + step]
-            self._plan(part.shape, direction, workers)(part, out[start:start + step], normalise_idft=False,
-                                                       ortho=True)
-        return out
+        family = (x.shape[1:], direction, workers)
+        if self.planned(x, workers) and family not in self._missing:
+            step = self.families["batch"]
+            try:
+                plans = [self._plan((len(x[s:s + step]),) + x.shape[1:], direction, workers)
+                         for s in range(0, len(x), step)]
+            except RuntimeError:  # "No FFTW wisdom is known for this plan."
+                self._missing.add(family)
+            else:
+                out = self._pyfftw.empty_aligned(x.shape, x.dtype)
+                for s, plan in zip(range(0, len(x), step), plans):
+                    plan(x[s:s + step], out[s:s + step], normalise_idft=False, ortho=True)
+                return out
+        return fallback(x, norm="ortho", workers=workers)
 
     def _plan(self, shape, direction, workers):
         key = (shape, direction, workers)
         plan = self._plans.pop(key, None)
-        if plan is None:  # from wisdom: a RuntimeError here is a wisdom file that does not hold its own families
+        if plan is None:
             plan = _fftw_plan(self._pyfftw, shape, np.complex64, direction, workers,
                               ("FFTW_MEASURE", "FFTW_WISDOM_ONLY"))
         self._plans[key] = plan

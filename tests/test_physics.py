@@ -208,6 +208,29 @@ def test_planned_fftw_computes_the_same_bits_in_every_process(tmp_path):
     assert alone[0] == "scipy" and alone[1] == "False" and alone[-1] == "True", alone
 
 
+def test_planned_fftw_falls_back_to_scipy_where_the_wisdom_lacks_a_plan(tmp_path):
+    """A wisdom file whose record claims more than it holds (one replaced while a run reads it): the image size it
+    lacks goes to scipy.fft, for every batch alike, instead of ending the run."""
+    import json
+
+    pyfftw = pytest.importorskip("pyfftw")
+    from ptyhpc import backend
+
+    path = str(tmp_path / "fftw-wisdom")
+    backend.plan_fftw(path, sizes=(32,), batches=range(1, 3), modes=(1,), threads=1)
+    with open(path + ".json") as f:
+        families = json.load(f)
+    families["batch"] = 8  # claims batches of up to 8, holds 1 and 2
+    with open(path + ".json", "w") as f:
+        json.dump(families, f)
+    fft = backend.PlannedFFTW(pyfftw, path)
+    x = crandn(6, 1, 32, 32)
+    import scipy.fft
+
+    for batch in (x, x[:2]):
+        assert np.array_equal(fft.fft2(batch), scipy.fft.fft2(batch, norm="ortho"))
+
+
 def test_fftw_missing_is_one_clear_error(monkeypatch):
     """Asking for FFTW where pyFFTW is not installed names the setting and the remedy (DeviceError: the CLI
     prints it as one line on every rank); the FFT in use stays scipy."""
