@@ -151,7 +151,10 @@ class PlannedFFTW:
     in, which is what keeps N ranks equal to one rank (DM amplifies a rounding difference ~1000x in ten
     iterations; mixing FFTW and scipy by batch size broke that) and a resumed run equal to an uninterrupted one.
     ``tests/test_physics.py`` checks that FFTW's planned transforms do not depend on the batch size and the
-    threads either. The most recently used plans are kept (``KEEP``; each holds its last input and output)."""
+    threads either. The most recently used plans are kept (``KEEP``); between calls they point at two scratch
+    buffers of the largest planned batch per image shape, shared by all its plans, so that they hold no batch of
+    the caller's (holding each plan's last input and output cost LSQML 80 MiB at 1 rank in the multislice memory
+    benchmark)."""
 
     KEEP = 8
 
@@ -167,6 +170,7 @@ class PlannedFFTW:
             self.families = None
         self.loaded = self.families is not None and _load_wisdom(pyfftw, path)
         self._plans = OrderedDict()
+        self._scratch = {}
         self._missing = set()
         """(image shape, direction, threads) whose plans the wisdom lacks after all (a file replaced while this
         process ran): scipy.fft transforms them, every batch alike."""
@@ -196,15 +200,26 @@ class PlannedFFTW:
                 out = self._pyfftw.empty_aligned(x.shape, x.dtype)
                 for s, plan in zip(range(0, len(x), step), plans):
                     plan(x[s:s + step], out[s:s + step], normalise_idft=False, ortho=True)
+                    plan.update_arrays(*self._buffers(plan.input_shape))  # let go of the caller's arrays
                 return out
         return fallback(x, norm="ortho", workers=workers)
+
+    def _buffers(self, shape):
+        """Views (shape) of the two scratch buffers of the image shape ``shape[1:]`` (aligned: every image starts
+        on the alignment, as in the planned arrays)."""
+        image = tuple(shape[1:])
+        if image not in self._scratch:
+            full = (self.families["batch"],) + image
+            self._scratch[image] = tuple(self._pyfftw.empty_aligned(full, np.complex64) for _ in range(2))
+        return tuple(b[:shape[0]] for b in self._scratch[image])
 
     def _plan(self, shape, direction, workers):
         key = (shape, direction, workers)
         plan = self._plans.pop(key, None)
         if plan is None:
-            plan = _fftw_plan(self._pyfftw, shape, np.complex64, direction, workers,
-                              ("FFTW_MEASURE", "FFTW_WISDOM_ONLY"))
+            plan = self._pyfftw.FFTW(*self._buffers(shape), axes=(-2, -1), direction=direction,
+                                     flags=("FFTW_MEASURE", "FFTW_WISDOM_ONLY"), threads=workers,
+                                     normalise_idft=False, ortho=True)
         self._plans[key] = plan
         while len(self._plans) > self.KEEP:
             self._plans.popitem(last=False)
