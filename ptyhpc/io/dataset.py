@@ -150,6 +150,7 @@ class Dataset:
             if flagged is not None:
                 invalid[rows] = flagged
             start += step
+            del raw, block, flagged  # before the reader makes the next block: one block in memory, not two or three
         dead = ~out.any(axis=(1, 2))
         if dead.any():  # a frame without a single count: a missed trigger, not a measurement
             invalid = np.zeros(out.shape, dtype=bool) if invalid is None else invalid
