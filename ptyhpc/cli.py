@@ -420,12 +420,6 @@ def _frc(args) -> int:
     return 0
 
 
-def backend_defaults() -> dict:
-    from .backend import PLANNED_SHAPES
-
-    return PLANNED_SHAPES
-
-
 def _plan_fft(args) -> int:
     import time
 
@@ -655,13 +649,15 @@ def build_parser() -> argparse.ArgumentParser:
     _geometry_options(i.add_argument)
     i.set_defaults(run=_info)
 
+    from .backend import PLANNED_SHAPES as planned
+
     pf = sub.add_parser("plan-fft", help="measure FFTW's plans of the batch FFTs once on this machine (the default "
                         "fft = 'auto' computes with them; scripts/setup.sh runs this)")
-    pf.add_argument("--sizes", type=int, nargs="+", default=list(backend_defaults()["sizes"]), metavar="N",
+    pf.add_argument("--sizes", type=int, nargs="+", default=list(planned["sizes"]), metavar="N",
                     help="pattern sides N (default: %(default)s)")
-    pf.add_argument("--batch", type=int, default=max(backend_defaults()["batches"]),
+    pf.add_argument("--batch", type=int, default=max(planned["batches"]),
                     help="plan every batch size 1..BATCH (default: %(default)s)")
-    pf.add_argument("--modes", type=int, nargs="+", default=list(backend_defaults()["modes"]), metavar="K",
+    pf.add_argument("--modes", type=int, nargs="+", default=list(planned["modes"]), metavar="K",
                     help="probe modes (default: %(default)s)")
     pf.add_argument("--wisdom", default=None, help="the wisdom file (default: $PTYHPC_FFTW_WISDOM, else "
                     "<python prefix>/share/ptyhpc/fftw-wisdom)")
