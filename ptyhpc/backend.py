@@ -104,17 +104,18 @@ def plan_fftw(path: str = FFTW_WISDOM, sizes=PLANNED_SHAPES["sizes"], batches=PL
             for b in batches:
                 for w in counts:
                     for direction in ("FFTW_FORWARD", "FFTW_BACKWARD"):
-                        _fftw_plan(pyfftw, (b, k, n, n), np.complex64, direction, w, ("FFTW_MEASURE",))
+                        arrays = [pyfftw.empty_aligned((b, k, n, n), np.complex64) for _ in range(2)]
+                        _fftw_plan(pyfftw, arrays, direction, w, ("FFTW_MEASURE",))
                         count += 1
         log(f"plan-fft: {n}x{n} planned")
+    from .io.output import atomic
+
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     families = {"sizes": sorted(set(sizes)), "modes": sorted(set(modes)), "batch": max(batches), "threads": counts}
     for name, data in ((path + ".json", json.dumps(families).encode()),
                        (path, WISDOM_SEPARATOR.join(pyfftw.export_wisdom()))):
-        tmp = f"{name}.partial{os.getpid()}"
-        with open(tmp, "wb") as f:
+        with atomic(name) as tmp, open(tmp, "wb") as f:
             f.write(data)
-        os.replace(tmp, name)
     return count
 
 
@@ -132,11 +133,11 @@ def _load_wisdom(pyfftw, path: str) -> bool:
     return len(parts) == 3 and bool(pyfftw.import_wisdom(parts)[1])
 
 
-def _fftw_plan(pyfftw, shape, dtype, direction, threads, flags):
-    """A pyFFTW plan of the 2-D transform over the last two axes of ``shape``, on aligned arrays of its own."""
-    a = pyfftw.empty_aligned(shape, dtype)
-    return pyfftw.FFTW(a, pyfftw.empty_aligned(shape, dtype), axes=(-2, -1), direction=direction, flags=flags,
-                       threads=threads, normalise_idft=False, ortho=True)
+def _fftw_plan(pyfftw, arrays, direction, threads, flags):
+    """A pyFFTW plan of the 2-D transform over the last two axes, from ``arrays`` = (input, output) (aligned) to
+    the same shape; unitary ("ortho") when called."""
+    return pyfftw.FFTW(*arrays, axes=(-2, -1), direction=direction, flags=flags, threads=threads,
+                       normalise_idft=False, ortho=True)
 
 
 class PlannedFFTW:
@@ -217,13 +218,24 @@ class PlannedFFTW:
         key = (shape, direction, workers)
         plan = self._plans.pop(key, None)
         if plan is None:
-            plan = self._pyfftw.FFTW(*self._buffers(shape), axes=(-2, -1), direction=direction,
-                                     flags=("FFTW_MEASURE", "FFTW_WISDOM_ONLY"), threads=workers,
-                                     normalise_idft=False, ortho=True)
+            plan = _fftw_plan(self._pyfftw, self._buffers(shape), direction, workers,
+                              ("FFTW_MEASURE", "FFTW_WISDOM_ONLY"))
         self._plans[key] = plan
         while len(self._plans) > self.KEEP:
             self._plans.popitem(last=False)
         return plan
+
+
+_PLANNED = None
+"""This process's :class:`PlannedFFTW`, made on first use: the wisdom is read once, not for every Reconstruction
+(the stream builds a new one each time frames join), and its plans stay cached across them."""
+
+
+def _planned_fftw(pyfftw) -> PlannedFFTW:
+    global _PLANNED
+    if _PLANNED is None:
+        _PLANNED = PlannedFFTW(pyfftw)
+    return _PLANNED
 
 
 def _cpu_fft(name: str):
@@ -241,7 +253,7 @@ def _cpu_fft(name: str):
     if name == "auto":
         pyfftw = _pyfftw()
         if pyfftw is not None:
-            planned = PlannedFFTW(pyfftw)
+            planned = _planned_fftw(pyfftw)
             if planned.loaded:
                 return "fftw (planned)", planned
         name = "scipy"
