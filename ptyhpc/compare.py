@@ -42,23 +42,54 @@ def object_errors(rec_obj, rec_scan, true_obj, true_scan, n) -> dict:
     """Object NRMSE inside the rectangle spanned by the scan centres, with the two frames aligned by the
     positions (their median offset: the whole-pixel part by cropping, a sub-pixel rest by an exact Fourier shift
     of the reconstruction, as when a near-field scan's positions were re-scaled onto its object grid), without
-    and with removal of a linear phase ramp."""
+    and with removal of a linear phase ramp.
+
+    Also ``object_nrmse_registered``: the ramp removed and the reconstruction moved by the sub-pixel translation
+    that fits the truth best (``register``; ``registered_shift_px``, rows first). A translation of object and
+    probe together is invisible to a far-field detector, like the phase ramp, so the recorded positions fix
+    the frame only as far as the iterations keep it: the aligned error counts a frame that crept, the
+    registered one does not."""
     offset = np.median(np.asarray(rec_scan) - np.asarray(true_scan), axis=0)
     shift = np.round(offset).astype(int)
     rest = offset - shift
     y0, y1, x0, x1 = scanned_region(np.asarray(true_scan), n)
     t = true_obj[y0:y1, x0:x1]
-    m = SUBPIXEL_MARGIN if np.abs(rest).max() > 1e-3 else 0
+    m = SUBPIXEL_MARGIN
     ry0, rx0 = y0 + shift[0] - m, x0 + shift[1] - m
+    ry1, rx1 = y1 + shift[0] + m, x1 + shift[1] + m
+    subpixel = np.abs(rest).max() > 1e-3
+    if (ry0 < 0 or rx0 < 0 or ry1 > rec_obj.shape[-2] or rx1 > rec_obj.shape[-1]) and not subpixel:
+        m, ry0, rx0, ry1, rx1 = 0, ry0 + m, rx0 + m, ry1 - m, rx1 - m  # no margin, none needed: no registration
     if ry0 < 0 or rx0 < 0:
         raise ValueError(f"the reconstruction ({rec_obj.shape}) does not cover the scanned region of the truth")
-    r = rec_obj[ry0:y1 + shift[0] + m, rx0:x1 + shift[1] + m]
-    if m:  # out(r) = rec(r + rest): the reconstruction's frame moved onto the truth's
-        r = fourier_shift(r.astype(np.complex128), -rest)[m:-m, m:-m]
+    wide = rec_obj[ry0:ry1, rx0:rx1].astype(np.complex128)
+    if subpixel:  # out(r) = rec(r + rest): the reconstruction's frame moved onto the truth's
+        wide = fourier_shift(wide, -rest)
+    r = wide[m:wide.shape[0] - m, m:wide.shape[1] - m]
     if r.shape != t.shape:
         raise ValueError(f"the reconstruction ({rec_obj.shape}) does not cover the scanned region of the truth")
+    drift, registered = registration(wide, t, m) if m else (np.full(2, np.nan), np.nan)
     return {"object_nrmse": nrmse(r, t), "object_nrmse_ramp": nrmse(r, t, ramp=True),
-            "region": [int(y0), int(y1), int(x0), int(x1)], "frame_offset": offset.tolist()}
+            "object_nrmse_registered": registered, "registered_shift_px": drift.tolist(), "region": [int(y0), int(y1), int(x0), int(x1)],
+            "frame_offset": offset.tolist()}
+
+
+def registration(wide: np.ndarray, t: np.ndarray, m: int) -> tuple[np.ndarray, float]:
+    """The sub-pixel translation (rows, cols; px, |each| < ``m``) of ``wide`` (the region of ``t`` plus a margin of
+    ``m`` pixels) that minimises the NRMSE with ramp removal against ``t``, and that NRMSE. Starts from the
+    cross-correlation's peak (:func:`register`), then Nelder-Mead on the NRMSE itself: the peak of cropped images
+    is pulled towards no shift by their common edges, the NRMSE of the margined region is not."""
+    from scipy.optimize import minimize
+
+    crop = (slice(m, wide.shape[0] - m), slice(m, wide.shape[1] - m))
+
+    def error(s):
+        return nrmse(fourier_shift(wide, s)[crop], t, ramp=True) if np.abs(s).max() < m else np.inf
+
+    start = np.clip(register(t, wide[crop])[1], 1 - m, m - 1)
+    best = minimize(error, start, method="Nelder-Mead",
+                    options={"xatol": 1e-3, "fatol": 1e-7, "initial_simplex": start + [[0, 0], [0.2, 0], [0, 0.2]]})
+    return best.x, float(best.fun)
 
 
 def position_error(rec_scan, true_scan) -> float:
