@@ -58,7 +58,7 @@ def mode_sums(shift, weights, patches, chi0, w):
     w = w.astype(patches.real.dtype)[:, :, None, None]
     g = (patches.conj() * chi0)[:, None] * w
     o2 = (patches.real ** 2 + patches.imag ** 2)[:, None] * w ** 2
-    return shift.adj(g, weights), shift.adj(o2, weights)
+    return shift.adj(g, weights), shift.adj_weight(o2, weights)
 
 
 def weight_step(variable, patches, chi0):

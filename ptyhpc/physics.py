@@ -100,12 +100,22 @@ def _add_rolled(out, a, axis):
 
 def _ramps(offsets, n: int, dtype):
     """exp(-2 pi i (ky dy_j + kx dx_j)) (BATCH, N, N) of ``dtype`` for offsets (BATCH, 2) (separable: two (BATCH,
-    N) factors and one outer product)."""
+    N) factors and one outer product). The last batch's ramps are kept: the model, the position step and the
+    probe's adjoint of one batch all shift by the same ``offsets`` array (the batch model's ``weights``), and the
+    outer product costs as much as a quarter of an FFT of the batch."""
+    key = (id(offsets), n, np.dtype(dtype))
+    if _RAMPS.get("key") == key and _RAMPS["offsets"] is offsets:
+        return _RAMPS["ramps"]
     xp = array_module(offsets)
     k = xp.fft.fftfreq(n).astype(offsets.dtype)
     ry = xp.exp((-2j * np.pi) * (offsets[:, 0, None] * k)).astype(dtype)
     rx = xp.exp((-2j * np.pi) * (offsets[:, 1, None] * k)).astype(dtype)
-    return ry[:, :, None] * rx[:, None, :]
+    ramps = ry[:, :, None] * rx[:, None, :]
+    _RAMPS.update(key=key, offsets=offsets, ramps=ramps)  # holds ``offsets``: its id is not reused meanwhile
+    return ramps
+
+
+_RAMPS: dict = {}
 
 
 class Bilinear:
@@ -125,6 +135,8 @@ class Bilinear:
     prepare = staticmethod(lambda probe: probe_stack(probe))
     fwd = staticmethod(lambda prepared, weights: shifted_probes(prepared, weights))
     adj = staticmethod(lambda g, weights: shifted_probes_adjoint(g, weights))
+    adj_weight = adj
+    """The adjoint for a real, non-negative weight map (a denominator): the same."""
 
     @staticmethod
     def grad(prepared, weights):
@@ -189,6 +201,14 @@ class Fourier:
         im = cross.imag.sum(axis=1)  # (BATCH, N, N)
         k = (-2 * np.pi * xp.fft.fftfreq(n)).astype(im.dtype)
         return xp.stack([im.sum(axis=2) @ k, im.sum(axis=1) @ k])
+
+    @staticmethod
+    def adj_weight(g, offsets):
+        """sum_j S_j^T g_j for a real, non-negative weight map ``g`` (BATCH, 1, N, N) (the probe's denominator,
+        sum_j |O_j|^2 moved onto the probe's frame), by bilinear interpolation: a preconditioner needs no exact
+        shift, this one stays non-negative (an exact shift of a sharp image rings below zero) and costs a GEMM
+        where the exact one costs an FFT of the batch."""
+        return shifted_probes_adjoint(g, Bilinear.weights(offsets))
 
     @staticmethod
     def adj(g, offsets):

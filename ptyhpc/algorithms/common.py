@@ -142,13 +142,14 @@ def complete_object_sums(comm, num, den):
 
 def probe_sums(shift, weights, patches, chi, wide: bool = False):
     """Probe numerator sum_j S_j^T(conj(O_j) chi_j) (MODES, N, N) and denominator sum_j S_j^T |O_j|^2 (1, N, N),
-    S_j the sub-pixel ``shift`` of position j; ``wide`` as in :func:`object_sums`."""
+    S_j the sub-pixel ``shift`` of position j (the denominator through ``shift.adj_weight``: bilinear for either
+    shift); ``wide`` as in :func:`object_sums`."""
     g = patches.conj()[:, None] * chi
     o2 = physics.abs2(patches)[:, None]
     if wide:
         xp = array_module(g)
         g, o2, weights = g.astype(xp.complex128), o2.astype(xp.float64), weights.astype(xp.float64)
-    return shift.adj(g, weights), shift.adj(o2, weights)
+    return shift.adj(g, weights), shift.adj_weight(o2, weights)
 
 
 def clip_amplitude(obj, limit: float):
