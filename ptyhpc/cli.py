@@ -32,7 +32,7 @@ def _simulate(args) -> int:
                     position_error=args.position_error, position_drift=args.position_drift,
                     probe_variation=args.probe_variation, near_field=args.near_field,
                     focus_distance_m=args.focus_distance, slices=args.slices,
-                    slice_spacing_m=args.slice_spacing)
+                    slice_spacing_m=args.slice_spacing, images=args.images)
     truth = write(args.out, cfg)
     print(f"wrote {args.out} ({cfg.positions} patterns of {cfg.probe_size}x{cfg.probe_size}) and {truth}")
     if args.initial_probe:
@@ -566,6 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--photons", type=float, default=1e6, help="photons per pattern (0: no noise)")
     s.add_argument("--bad-pixels", type=int, default=0)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--images", type=int, choices=(0, 1), default=0,
+                   help="the object's image pair: 0 a photograph and a relief (standard), 1 an MRI slice and a "
+                        "sea-floor topography (held out)")
     s.add_argument("--position-error", type=float, default=0.0, metavar="PX",
                    help="random error of the recorded positions (normal, per coordinate), pixels; the truth keeps "
                         "the true ones")

@@ -69,6 +69,10 @@ class SimConfig:
     angular-spectrum propagation (multislice)."""
     slice_spacing_m: float = 0.0
     seed: int = 0
+    images: int = 0
+    """Which of the bundled image pairs makes the object: 0 (a photograph and a relief, the standard set) or 1 (an
+    MRI slice and a sea-floor topography: an object held out from the standard set, for checking that defaults
+    hold beyond it). A thick sample's slices alternate between the pairs, starting from this one."""
 
     def geometry(self):
         """(object pixel m, wavelength m, the propagation ``physics`` operator in complex128 use)."""
@@ -214,11 +218,11 @@ def simulate(cfg: SimConfig):
     if cfg.near_field and cfg.slices > 1:
         raise ValueError("a thick sample is simulated in the far field only")
     if cfg.slices > 1:
-        obj = np.array([make_object(cfg.object_size, s, cfg.slices) for s in range(cfg.slices)])
+        obj = np.array([make_object(cfg.object_size, s + cfg.images, cfg.slices) for s in range(cfg.slices)])
         pixel, wavelength, _ = cfg.geometry()
         between = physics.AngularSpectrum(n, pixel, wavelength, cfg.slice_spacing_m)
     else:
-        obj = make_object(cfg.object_size)
+        obj = make_object(cfg.object_size, cfg.images)
     if cfg.near_field:
         if cfg.probe_variation:
             raise ValueError("a probe that varies along the scan is simulated in the far field only")

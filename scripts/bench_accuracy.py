@@ -6,8 +6,9 @@ DM <= 0.10. Also DM's error every 10 iterations up to 60 (one rank, in process),
 Writes benchmarks/accuracy.json.
 
 ``--family``: the defaults beyond one set. A family of simulated scans, every combination of a 64 px (22 px spot)
-and a 128 px (44 px spot) probe, 60 % and 80 % overlap (step = (1 - overlap) x spot diameter), 1e5 and 1e7
-photons per pattern (400 positions, object sized to hold them, the scan seed varying), each reconstructed by
+and a 128 px (44 px spot) probe, 60 % and 80 % overlap (step = (1 - overlap) x spot diameter), 1e5 and 1e7 photons
+per pattern (400 positions, object sized to hold them, the scan seed varying), and a held-out set (the standard
+set's geometry with the other bundled images, ``simulate --images 1``, and 625 positions), each reconstructed by
 ptyhpc's rPIE with its defaults and by Pty-chi's rPIE with batch 32 (as in bench_peers.py) and with batch 8 (its
 batch-32 rPIE diverges at 80 % overlap), the better of the two counting, for the same epochs from the same start;
 same scoring (object NRMSE, ramp removed), and the same registered (the best sub-pixel translation removed too:
@@ -62,16 +63,21 @@ def family(epochs: int) -> None:
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        members = []
         for seed, (n, overlap, photons) in enumerate((n, o, ph) for n in (64, 128) for o in (0.6, 0.8)
                                                      for ph in (1e5, 1e7)):
             spot = 22.0 if n == 64 else 44.0
             step = (1 - overlap) * spot
             positions = 400
             size = int(math.ceil(1.1 * step * math.sqrt(positions))) + n + 8
-            name = f"n{n}_o{int(overlap * 100)}_p{photons:.0e}"
-            data, probe, problem, d, truth = simulated_problem(tmp, name, [
+            members.append((f"n{n}_o{int(overlap * 100)}_p{photons:.0e}", n, overlap, photons, size, [
                 "--probe-size", n, "--probe-diameter", spot, "--aperture-radius", n / 8, "--object-size", size,
-                "--positions", positions, "--step", step, "--photons", photons, "--seed", seed], epochs)
+                "--positions", positions, "--step", step, "--photons", photons, "--seed", seed]))
+        # held out: the standard set's geometry with the other images and 625 positions (issue 13's example)
+        members.append(("held_out_images1_625", 128, None, 1e6, 512,
+                        ["--images", 1, "--positions", 625, "--seed", 8]))
+        for name, n, overlap, photons, size, simulate_args in members:
+            data, probe, problem, d, truth = simulated_problem(tmp, name, simulate_args, epochs)
             row = {"set": name, "probe_px": n, "overlap": overlap, "photons": photons, "object_px": size}
             for who, batch in (("ptyhpc", 0), ("ptychi batch 32", 32), ("ptychi batch 8", 8)):
                 if who == "ptyhpc":
