@@ -70,7 +70,8 @@ def object_errors(rec_obj, rec_scan, true_obj, true_scan, n) -> dict:
         raise ValueError(f"the reconstruction ({rec_obj.shape}) does not cover the scanned region of the truth")
     drift, registered = registration(wide, t, m) if m else (np.full(2, np.nan), np.nan)
     return {"object_nrmse": nrmse(r, t), "object_nrmse_ramp": nrmse(r, t, ramp=True),
-            "object_nrmse_registered": registered, "registered_shift_px": drift.tolist(), "region": [int(y0), int(y1), int(x0), int(x1)],
+            "object_nrmse_registered": registered, "registered_shift_px": drift.tolist(),
+            "region": [int(y0), int(y1), int(x0), int(x1)],
             "frame_offset": offset.tolist()}
 
 
