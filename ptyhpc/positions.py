@@ -28,7 +28,8 @@ after 100 epochs; error-free runs unchanged). The residual is the random error o
 varies smoothly over the scan (the mean over each position's nearest neighbours) is dropped: a smooth warp of the
 positions together with the object fits the data almost as well as none, so the data cannot tell it and the
 positions would wander along it (from error-free positions they did, by about a quarter of a pixel over 100
-epochs, without this filter; with it, scripts/bench_positions.py's "true corrected" run measures what is left). What remains is corrected position by position.
+epochs, without this filter; with it, scripts/bench_positions.py's "true corrected" run measures what is left).
+What remains is corrected position by position.
 """
 from __future__ import annotations
 
