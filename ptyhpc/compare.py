@@ -75,22 +75,31 @@ def object_errors(rec_obj, rec_scan, true_obj, true_scan, n) -> dict:
             "frame_offset": offset.tolist()}
 
 
-def registration(wide: np.ndarray, t: np.ndarray, m: int) -> tuple[np.ndarray, float]:
+def registration(wide: np.ndarray, t: np.ndarray, m: int, search: int = 512) -> tuple[np.ndarray, float]:
     """The sub-pixel translation (rows, cols; px, |each| < ``m``) of ``wide`` (the region of ``t`` plus a margin of
-    ``m`` pixels) that minimises the NRMSE with ramp removal against ``t``, and that NRMSE. Starts from the
-    cross-correlation's peak (:func:`register`), then Nelder-Mead on the NRMSE itself: the peak of cropped images
-    is pulled towards no shift by their common edges, the NRMSE of the margined region is not."""
+    ``m`` pixels) that minimises the NRMSE with ramp removal against ``t``, and that NRMSE over the whole region.
+    Starts from the cross-correlation's peak (:func:`register`), then Nelder-Mead on the NRMSE itself: the peak of
+    cropped images is pulled towards no shift by their common edges, the NRMSE of the margined region is not. The
+    search runs on the central ``search`` x ``search`` pixels at most (each step is an FFT pair of what it
+    shifts)."""
     from scipy.optimize import minimize
 
-    crop = (slice(m, wide.shape[0] - m), slice(m, wide.shape[1] - m))
+    def centre(a, size):  # the central part of a (H, W) array, at most ``size`` along each axis
+        return tuple(slice(max((n - size) // 2, 0), max((n - size) // 2, 0) + min(n, size)) for n in a.shape)
 
-    def error(s):
-        return nrmse(fourier_shift(wide, s)[crop], t, ramp=True) if np.abs(s).max() < m else np.inf
+    part = centre(t, search)
+    w = wide[tuple(slice(sl.start, sl.stop + 2 * m) for sl in part)]
+    tw = t[part]
 
-    start = np.clip(register(t, wide[crop])[1], 1 - m, m - 1)
+    def error(s, w=w, tw=tw):
+        if np.abs(s).max() >= m:
+            return np.inf
+        return nrmse(fourier_shift(w, s)[m:w.shape[0] - m, m:w.shape[1] - m], tw, ramp=True)
+
+    start = np.clip(register(tw, w[m:w.shape[0] - m, m:w.shape[1] - m])[1], 1 - m, m - 1)
     best = minimize(error, start, method="Nelder-Mead",
                     options={"xatol": 1e-3, "fatol": 1e-7, "initial_simplex": start + [[0, 0], [0.2, 0], [0, 0.2]]})
-    return best.x, float(best.fun)
+    return best.x, error(best.x, wide, t)
 
 
 def position_error(rec_scan, true_scan) -> float:
