@@ -397,8 +397,8 @@ def _compare(args) -> int:
         print(f"object NRMSE            {errors['object_nrmse']:.4f}  (global complex factor removed)")
         print(f"object NRMSE, ramp too  {errors['object_nrmse_ramp']:.4f}  (and a linear phase ramp)")
         dy, dx = errors["registered_shift_px"]
-        print(f"object NRMSE, registered {errors['object_nrmse_registered']:.4f} (and the translation that fits best: "
-              f"{dy:+.3f}, {dx:+.3f} px, which a far-field detector cannot see)")
+        print(f"object NRMSE, shift too {errors['object_nrmse_registered']:.4f}  (registered: and the translation that "
+              f"fits best, {dy:+.3f}, {dx:+.3f} px, which a far-field detector cannot see)")
         print(f"probe NRMSE             {errors['probe_nrmse']:.4f}  (first mode, global complex factor)")
         for k, e in enumerate(errors.get("slices", []), start=1):
             print(f"slice {k} NRMSE          {e['object_nrmse']:.4f}, ramp too {e['object_nrmse_ramp']:.4f}")
