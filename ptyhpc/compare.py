@@ -45,7 +45,8 @@ def object_errors(rec_obj, rec_scan, true_obj, true_scan, n) -> dict:
     and with removal of a linear phase ramp.
 
     Also ``object_nrmse_registered``: the ramp removed and the reconstruction moved by the sub-pixel translation
-    that fits the truth best (``register``; ``registered_shift_px``, rows first). A translation of object and
+    that fits the truth best (:func:`registration`; ``registered_shift_px``, rows first; NaN where the
+    reconstruction has no margin around the region to shift in). A translation of object and
     probe together is invisible to a far-field detector, like the phase ramp, so the recorded positions fix
     the frame only as far as the iterations keep it: the aligned error counts a frame that crept, the
     registered one does not."""
