@@ -205,9 +205,9 @@ class Fourier:
     @staticmethod
     def adj_weight(g, offsets):
         """sum_j S_j^T g_j for a real, non-negative weight map ``g`` (BATCH, ..., N, N) (the probe's denominator,
-        sum_j |O_j|^2 moved onto the probe's frame, or the OPR modes' weighted ones), by bilinear interpolation: a preconditioner needs no exact
-        shift, this one stays non-negative (an exact shift of a sharp image rings below zero) and costs a GEMM
-        where the exact one costs an FFT of the batch."""
+        sum_j |O_j|^2 moved onto the probe's frame, or the OPR modes' weighted ones), by bilinear interpolation: a
+        preconditioner needs no exact shift, this one stays non-negative (an exact shift of a sharp image rings
+        below zero) and costs a GEMM where the exact one costs an FFT of the batch."""
         return shifted_probes_adjoint(g, Bilinear.weights(offsets))
 
     @staticmethod
