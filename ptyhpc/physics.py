@@ -101,17 +101,18 @@ def _add_rolled(out, a, axis):
 def _ramps(offsets, n: int, dtype):
     """exp(-2 pi i (ky dy_j + kx dx_j)) (BATCH, N, N) of ``dtype`` for offsets (BATCH, 2) (separable: two (BATCH,
     N) factors and one outer product). The last batch's ramps are kept: the model, the position step and the
-    probe's adjoint of one batch all shift by the same ``offsets`` array (the batch model's ``weights``), and the
-    outer product costs as much as a quarter of an FFT of the batch."""
-    key = (id(offsets), n, np.dtype(dtype))
-    if _RAMPS.get("key") == key and _RAMPS["offsets"] is offsets:
+    probe's adjoint of one batch all shift by the same ``offsets`` array (the batch model's ``weights``, which
+    nothing changes in place: recognised by identity), and the outer product costs as much as a quarter of an FFT
+    of the batch."""
+    key = (n, np.dtype(dtype))
+    if _RAMPS.get("offsets") is offsets and _RAMPS["key"] == key:
         return _RAMPS["ramps"]
     xp = array_module(offsets)
     k = xp.fft.fftfreq(n).astype(offsets.dtype)
     ry = xp.exp((-2j * np.pi) * (offsets[:, 0, None] * k)).astype(dtype)
     rx = xp.exp((-2j * np.pi) * (offsets[:, 1, None] * k)).astype(dtype)
     ramps = ry[:, :, None] * rx[:, None, :]
-    _RAMPS.update(key=key, offsets=offsets, ramps=ramps)  # holds ``offsets``: its id is not reused meanwhile
+    _RAMPS.update(key=key, offsets=offsets, ramps=ramps)
     return ramps
 
 
