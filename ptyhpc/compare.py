@@ -111,6 +111,25 @@ def position_error(rec_scan, true_scan) -> float:
     return float(np.sqrt((d ** 2).sum(axis=1).mean()))
 
 
+def position_error_parts(rec_scan, true_scan) -> dict:
+    """:func:`position_error` split (pixels, RMS over positions): the part a linear map of the true positions
+    explains, itself split into its symmetric part (scale and shear: ``scale_shear_px``; what position correction
+    holds, see ptyhpc.positions) and its antisymmetric part (``rotation_px``), and the ``rest`` (the linear part
+    removed), for positions (POSI, 2); ``matrix`` the fitted map (2, 2), error ~ (true - mean) @ matrix.T. The
+    parts are least-squares projections: total^2 = linear^2 + rest^2 and linear^2 = scale_shear^2 + rotation^2 (for
+    a scan that is as wide as it is tall; approximately otherwise)."""
+    e = np.asarray(rec_scan, dtype=np.float64) - np.asarray(true_scan, dtype=np.float64)
+    e -= e.mean(axis=0)
+    c = np.asarray(true_scan, dtype=np.float64)
+    c = c - c.mean(axis=0)
+    m = np.linalg.lstsq(c, e, rcond=None)[0].T if len(c) >= 3 else np.zeros((2, 2))
+
+    def rms(v):
+        return float(np.sqrt((v ** 2).sum(axis=1).mean())) if len(v) else 0.0
+    return {"total_px": rms(e), "linear_px": rms(c @ m.T), "scale_shear_px": rms(c @ ((m + m.T) / 2).T),
+            "rotation_px": rms(c @ ((m - m.T) / 2).T), "rest_px": rms(e - c @ m.T), "matrix": m.tolist()}
+
+
 def probe_error(rec_probe, true_probe) -> float:
     """NRMSE of the first (strongest) probe mode with a global complex factor: mixed states are compared through
     their dominant orthogonal mode."""

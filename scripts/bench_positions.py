@@ -12,7 +12,9 @@ from the usual starting probe, 1 process:
 
 Prints and records (benchmarks/positions.json) the object NRMSE (ramp removed, ptyhpc.compare.object_errors), its
 ratio to ``true``, the RMS position error after the mean offset (ptyhpc.compare.position_error) and the seconds
-per epoch (median of epochs 2..E), and the affine map fitted to the final corrections (``position_model``).
+per epoch (median of epochs 2..E), the affine map fitted to the final corrections (``position_model``), and the
+position error's parts (ptyhpc.compare.position_error_parts): the part a linear map of the true positions
+explains, split into scale and shear (which correction holds, ptyhpc.positions) and rotation, and the rest.
 ``--seeds`` repeats it on independently simulated sets; ``--set KEY=VALUE`` changes a setting of the corrected
 runs (e.g. ``position_affine=true``, ``subpixel=bilinear``) and ``--output`` names the record.
 """
@@ -29,7 +31,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import save  # noqa: E402
 
-from ptyhpc.compare import object_errors, position_error  # noqa: E402
+from ptyhpc.compare import object_errors, position_error, position_error_parts  # noqa: E402
 from ptyhpc.config import ReconConfig  # noqa: E402
 from ptyhpc.engine import Reconstruction  # noqa: E402
 from ptyhpc.io import load  # noqa: E402
@@ -70,6 +72,7 @@ def main():
                     e = object_errors(rec.gather_object(), scan, truth["object"], truth["scan"], d.n)
                     rows[name] = {"nrmse_ramp": e["object_nrmse_ramp"], "position_error_px":
                                   position_error(scan, truth["scan"]),
+                                  "position_error_parts": position_error_parts(scan, truth["scan"]),
                                   "s_per_epoch": float(np.median(rec.history.seconds[1:])),
                                   "wall_s": time.perf_counter() - t0}
                     if correct:
@@ -77,13 +80,15 @@ def main():
                 for name, row in rows.items():
                     row["nrmse_vs_true"] = row["nrmse_ramp"] / rows["true"]["nrmse_ramp"]
                     scale = np.diag(row["position_model"]["matrix"]) if "position_model" in row else np.zeros(2)
+                    parts = row["position_error_parts"]
                     print(f"seed {seed} {algorithm:5s} {name:15s} NRMSE {row['nrmse_ramp']:.4f} "
                           f"({row['nrmse_vs_true']:.2f}x true)  positions {row['position_error_px']:.3f} px  "
                           f"{row['s_per_epoch']:.3f} s/epoch  scale of the corrections {scale[0]:+.4f} "
-                          f"{scale[1]:+.4f}", flush=True)
+                          f"{scale[1]:+.4f}; position error's parts: scale and shear {parts['scale_shear_px']:.3f}, "
+                          f"rotation {parts['rotation_px']:.3f}, rest {parts['rest_px']:.3f} px", flush=True)
                 results.append({"seed": seed, "algorithm": algorithm, "runs": rows})
-    save(args.output, {"ranks": 1, "epochs": args.epochs, "settings": args.set, "set": "standard (512^2, 128^2 probe, 700 positions, "
-                       "1e6 photons); recorded positions: 2 px random + 4 px drift", "results": results})
+    save(args.output, {"ranks": 1, "epochs": args.epochs, "settings": args.set, "set": "standard (512^2, 128^2 probe, "
+                       "700 positions, 1e6 photons); recorded positions: 2 px random + 4 px drift", "results": results})
 
 
 if __name__ == "__main__":
