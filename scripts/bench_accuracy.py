@@ -52,9 +52,26 @@ def main():
     save("accuracy", {"ranks": [args.ranks], "epochs": args.epochs, "results": rows, "dm_trajectory": trajectory})
 
 
-def family(epochs: int) -> None:
+def family_members() -> list:
+    """The family's sets: (name, probe px, overlap, photons, object px, ``ptyhpc simulate`` arguments)."""
     import math
 
+    members = []
+    for seed, (n, overlap, photons) in enumerate((n, o, ph) for n in (64, 128) for o in (0.6, 0.8)
+                                                 for ph in (1e5, 1e7)):
+        spot = 22.0 if n == 64 else 44.0
+        step = (1 - overlap) * spot
+        positions = 400
+        size = int(math.ceil(1.1 * step * math.sqrt(positions))) + n + 8
+        members.append((f"n{n}_o{int(overlap * 100)}_p{photons:.0e}", n, overlap, photons, size, [
+            "--probe-size", n, "--probe-diameter", spot, "--aperture-radius", n / 8, "--object-size", size,
+            "--positions", positions, "--step", step, "--photons", photons, "--seed", seed]))
+    # held out: the standard set's geometry with the other images and 625 positions (issue 13's example)
+    members.append(("held_out_images1_625", 128, None, 1e6, 512, ["--images", 1, "--positions", 625, "--seed", 8]))
+    return members
+
+
+def family(epochs: int) -> None:
     import numpy as np
 
     from bench_peers import run_peer, run_ptyhpc, simulated_problem
@@ -63,20 +80,7 @@ def family(epochs: int) -> None:
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        members = []
-        for seed, (n, overlap, photons) in enumerate((n, o, ph) for n in (64, 128) for o in (0.6, 0.8)
-                                                     for ph in (1e5, 1e7)):
-            spot = 22.0 if n == 64 else 44.0
-            step = (1 - overlap) * spot
-            positions = 400
-            size = int(math.ceil(1.1 * step * math.sqrt(positions))) + n + 8
-            members.append((f"n{n}_o{int(overlap * 100)}_p{photons:.0e}", n, overlap, photons, size, [
-                "--probe-size", n, "--probe-diameter", spot, "--aperture-radius", n / 8, "--object-size", size,
-                "--positions", positions, "--step", step, "--photons", photons, "--seed", seed]))
-        # held out: the standard set's geometry with the other images and 625 positions (issue 13's example)
-        members.append(("held_out_images1_625", 128, None, 1e6, 512,
-                        ["--images", 1, "--positions", 625, "--seed", 8]))
-        for name, n, overlap, photons, size, simulate_args in members:
+        for name, n, overlap, photons, size, simulate_args in family_members():
             data, probe, problem, d, truth = simulated_problem(tmp, name, simulate_args, epochs)
             row = {"set": name, "probe_px": n, "overlap": overlap, "photons": photons, "object_px": size}
             for who, batch in (("ptyhpc", 0), ("ptychi batch 32", 32), ("ptychi batch 8", 8)):

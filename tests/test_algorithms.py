@@ -105,3 +105,12 @@ def test_auto_device_is_the_default_and_uses_what_there_is():
     rec = Reconstruction(d, ReconConfig(), probe=p0)
     assert ReconConfig().device == "auto"
     assert (rec.xp is not np) == GPU
+
+
+def test_lsqml_delta_damps_the_weakly_lit_object_of_a_low_dose_scan():
+    """``lsqml_delta`` reaches LSQML's preconditioner (Eq. 25): on the small set at 1e4 photons per pattern, 50
+    epochs, 0.1 leaves a lower object error than the default 0.01 (measured 0.1154 against 0.1343); the noise
+    the default lets into the weakly lit object is what the larger damping keeps out."""
+    errors = {delta: run(dict(algorithm="lsqml", lsqml_delta=delta), 50, photons=1e4, seed=1)[1]["object_nrmse_ramp"]
+              for delta in (0.01, 0.1)}
+    assert errors[0.1] < 0.93 * errors[0.01], errors

@@ -31,8 +31,6 @@ from .common import (batch_model, clip_amplitude, complete_object_sums, object_s
 
 BATCHES = "global"
 CHECKPOINT = ()
-DELTA = 1e-2
-"""delta_O and delta_P of Eq. 25, relative to the global maximum of each denominator."""
 NEWTON_STEPS = 3
 POISSON_FLOOR = 0.5
 """Photons: in the Poisson step, predicted intensities below half a photon are raised to it, so that dark pixels
@@ -69,26 +67,28 @@ def farfield_factor(predicted, measured, mask, noise):
     return misfit, -a * w
 
 
-def directions(state, comm, corner, weights, probes, patches, chi, probe: bool = True):
-    """Eq. 24-25: object direction on the tile (H, W) and probe direction (MODES, N, N) (None without ``probe``).
-    Multislice: ``probes`` is the wave incident on one slice, ``chi`` the residual leaving it."""
-    o_num, o_den = complete_object_sums(comm, *object_sums(state.obj.shape[-2:], corner, probes, chi, state.xp))
+def directions(state, comm, m, probes, patches, chi, delta: float, probe: bool = True):
+    """Eq. 24-25: object direction on the tile (H, W) and probe direction (MODES, N, N) (None without ``probe``),
+    for the batch model ``m`` (its corners and shift weights); delta_O and delta_P = ``delta`` times the global
+    maximum of each denominator. Multislice: ``probes`` is the wave incident on one slice, ``chi`` the residual
+    leaving it."""
+    o_num, o_den = complete_object_sums(comm, *object_sums(state.obj.shape[-2:], m.corner, probes, chi, state.xp))
     if not probe:
-        return _divide(o_num, o_den, comm.allreduce(o_den.max(), op="max"), state.obj.dtype), None
+        return _divide(o_num, o_den, comm.allreduce(o_den.max(), op="max"), state.obj.dtype, delta), None
     # the probe sums and the global maximum of the object denominator travel in one collective
-    p_num, p_den, o_max = comm.allreduce_many([*probe_sums(state.shift, weights, patches, chi), o_den.max()],
+    p_num, p_den, o_max = comm.allreduce_many([*probe_sums(state.shift, m.weights, patches, chi), o_den.max()],
                                               op=("sum", "sum", "max"))
-    d_obj = _divide(o_num, o_den, o_max, state.obj.dtype)
-    return d_obj, _divide(p_num, p_den, p_den.max(), state.probe.dtype)
+    d_obj = _divide(o_num, o_den, o_max, state.obj.dtype, delta)
+    return d_obj, _divide(p_num, p_den, p_den.max(), state.probe.dtype, delta)
 
 
-def _divide(num, den, peak, dtype):
-    """num / (den + DELTA peak) in ``dtype``, as one reciprocal and one multiply (a complex division by a real
+def _divide(num, den, peak, dtype, delta):
+    """num / (den + delta peak) in ``dtype``, as one reciprocal and one multiply (a complex division by a real
     array costs twice as much here), written over ``num`` and ``den`` (a caller's sums, not needed after: no
     tile-sized temporaries) when ``num`` has that type. ``peak``: a 0-d array of ``den``'s type, left on the
     device."""
     xp = array_module(num)
-    den += peak * DELTA + 1e-30
+    den += peak * delta + 1e-30
     xp.reciprocal(den, out=den)
     out = num if num.dtype == dtype else xp.empty(num.shape, dtype=dtype)
     xp.multiply(num, den, out=out, casting="same_kind")
@@ -154,7 +154,7 @@ def multislice_batch(state, comm, cfg, m, chi, update_probe):
     found, changes = [], []
     for s, incident, patches, chi_s in through_slices(state, m, chi):
         first = s == 0
-        d_obj, d_probe = directions(state, comm, m.corner, m.weights, incident, patches, chi_s, probe=first)
+        d_obj, d_probe = directions(state, comm, m, incident, patches, chi_s, cfg.lsqml_delta, probe=first)
         change = incident * physics.extract(d_obj, corner, n)[:, None]
         moves = [(s, d_obj, change)]
         if first and update_probe:
@@ -192,7 +192,7 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
             astate.steps.append(multislice_batch(state, comm, cfg, m, chi, update_probe))
             continue
         record_position_steps(state, stack, m, b, chi)
-        d_obj, d_probe = directions(state, comm, corner, weights, probes, patches, chi)
+        d_obj, d_probe = directions(state, comm, m, probes, patches, chi, cfg.lsqml_delta)
         d_op = probes * physics.extract(d_obj, xp.asarray(corner), state.n)[:, None]
         d_po = patches[:, None] * state.shift.fwd(state.shift.prepare(d_probe), weights) if update_probe else None
         a_o, a_p = step_sizes(comm, chi, d_op, d_po)
@@ -201,7 +201,8 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
             num, den = comm.allreduce_many(list(opr.mode_sums(state.shift, weights, patches, chi[:, 0],
                                                               state.opr_weights[b.device])))
             state.opr_weights[b.device] += cfg.lsqml_beta * opr.weight_step(m.variable, patches, chi[:, 0])
-            state.opr = state.opr + (cfg.lsqml_beta * a_p) * _divide(num, den, den.max(), state.opr.dtype)
+            state.opr = state.opr + (cfg.lsqml_beta * a_p) * _divide(num, den, den.max(), state.opr.dtype,
+                                                                          cfg.lsqml_delta)
         d_obj *= cfg.lsqml_beta * a_o  # in place: O + beta a_O dO without two tile-sized temporaries
         d_obj += state.obj
         state.obj = clip_amplitude(d_obj, cfg.object_clip)
