@@ -404,6 +404,10 @@ def _compare(args) -> int:
             print(f"slice {k} NRMSE          {e['object_nrmse']:.4f}, ramp too {e['object_nrmse_ramp']:.4f}")
         if "position_error_px" in errors:
             print(f"position error          {errors['position_error_px']:.3f} px  (RMS, mean offset removed)")
+            parts = errors["position_error_parts"]
+            print(f"  of which                scale and shear {parts['scale_shear_px']:.3f}, rotation "
+                  f"{parts['rotation_px']:.3f}, the rest {parts['rest_px']:.3f} px  (a linear map of the true "
+                  "positions, and what it leaves)")
         print(f"scanned region          rows {errors['region'][0]}:{errors['region'][1]}, "
               f"columns {errors['region'][2]}:{errors['region'][3]} of the truth")
     return 0

@@ -148,6 +148,7 @@ def compare_files(result, truth) -> dict:
     out["probe_nrmse"] = probe_error(r["probe"], t["probe"])
     if len(r["scan"]) == len(t["scan"]):
         out["position_error_px"] = position_error(r["scan"], t["scan"])
+        out["position_error_parts"] = position_error_parts(r["scan"], t["scan"])
     if r["losses"]:
         out["final_cost"] = r["losses"][-1][1]
     return out
