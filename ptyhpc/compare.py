@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .physics import fourier_shift
+from .positions import rms
 
 
 def phase_ramp(z: np.ndarray) -> np.ndarray:
@@ -107,8 +108,7 @@ def position_error(rec_scan, true_scan) -> float:
     """RMS distance (pixels) between two sets of positions (POSI, 2) of the same scan after removing their mean
     offset (the global position is degenerate with the object's)."""
     d = np.asarray(rec_scan, dtype=np.float64) - np.asarray(true_scan, dtype=np.float64)
-    d -= d.mean(axis=0)
-    return float(np.sqrt((d ** 2).sum(axis=1).mean()))
+    return rms(d - d.mean(axis=0))
 
 
 def position_error_parts(rec_scan, true_scan) -> dict:
@@ -123,9 +123,6 @@ def position_error_parts(rec_scan, true_scan) -> dict:
     c = np.asarray(true_scan, dtype=np.float64)
     c = c - c.mean(axis=0)
     m = np.linalg.lstsq(c, e, rcond=None)[0].T if len(c) >= 3 else np.zeros((2, 2))
-
-    def rms(v):
-        return float(np.sqrt((v ** 2).sum(axis=1).mean())) if len(v) else 0.0
     return {"total_px": rms(e), "linear_px": rms(c @ m.T), "scale_shear_px": rms(c @ ((m + m.T) / 2).T),
             "rotation_px": rms(c @ ((m - m.T) / 2).T), "rest_px": rms(e - c @ m.T), "matrix": m.tolist()}
 
