@@ -87,7 +87,7 @@ def family(epochs: int) -> None:
                 if who == "ptyhpc":
                     obj, corners, _ = run_ptyhpc(tmp, data, probe, "rpie", epochs, 1)
                 else:
-                    obj, corners, _ = run_peer(tmp, "ptychi", problem, "rpie", batch)
+                    obj, corners, *_ = run_peer(tmp, "ptychi", problem, "rpie", batch)
                 e = object_errors(obj, corners, truth["object"], truth["scan"], d.n) \
                     if np.isfinite(obj).all() else {}
                 row[who] = e.get("object_nrmse_ramp", float("nan"))

@@ -7,7 +7,19 @@ a GPU wants large batches), the time from the start to the end of the first epoc
 be shown), and the FFT roofline: the same forward and inverse FFTs an epoch runs (2 per position for rPIE, 4
 for LSQML: the model, the exit-wave update and the two step directions), timed alone in batches of the same
 size; "fraction" = that time / the epoch's. Object NRMSE against the truth (ramp removed) after the last
-epoch. Records the device, driver and library versions. Writes benchmarks/gpu_<device>.json.
+epoch, scored like every benchmark here (ptyhpc.compare.object_errors).
+
+Pty-chi beside it (scripts/peers/ptychi_driver.py), same set, same epochs, same starting object and probe, same
+batch size, same scoring, on the same device (its GPU backend through PyTorch, with its ``save_data_on_device``;
+on the CPU with as many threads as ptyhpc's FFTs have, all cores of the process); "ratio" = ptyhpc's seconds per
+epoch / Pty-chi's. Its interpreter: ``--ptychi PY``, else .peers/ptychi (scripts/setup_peers.sh), else this one
+when it finds the package (the device machine, with the wheels scripts/gpu_wheels.sh fetches); ``--no-ptychi``
+leaves it out.
+
+``--feedback-epochs N``: one more ptyhpc LSQML run of N epochs on the large set, timed from the start (the data
+in memory) to the end of the last epoch: the "minutes of feedback" figure (issue 17: 100 epochs within 60 s, the
+first epoch, when a preview can be shown, within 10 s). Records the device, driver and library versions. Writes
+benchmarks/gpu_<device>.json.
 
     python scripts/bench_gpu.py --device gpu [--epochs 20] [--sets standard large] [--batch 256]
     python scripts/bench_gpu.py --device cpu --sets standard --epochs 5     # the same script on the CPU
@@ -15,14 +27,16 @@ epoch. Records the device, driver and library versions. Writes benchmarks/gpu_<d
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import save  # noqa: E402
+from benchlib import ROOT, save  # noqa: E402
 
 FFTS_PER_POSITION = {"rpie": 2, "lsqml": 4}
 
@@ -78,22 +92,48 @@ def fft_roofline(xp, n, positions, batch, per_position, repeats=3):
     return best
 
 
-def run(algorithm, dataset, truth, p0, args, xp):
+def run(algorithm, dataset, truth, p0, epochs, batch, device, xp):
+    from ptyhpc.backend import synchronize
     from ptyhpc.compare import object_errors
     from ptyhpc.config import ReconConfig
     from ptyhpc.engine import Reconstruction
 
-    cfg = ReconConfig(algorithm=algorithm, device=args.device, batch_size=args.batch)
+    cfg = ReconConfig(algorithm=algorithm, device=device, batch_size=batch)
     t0 = time.perf_counter()
     rec = Reconstruction(dataset, cfg, probe=p0)
     rec.iterate(1)
     first = time.perf_counter() - t0
-    rec.iterate(args.epochs - 1)
-    seconds = float(np.median(rec.history.seconds[1:])) if args.epochs > 1 else rec.history.seconds[0]
+    rec.iterate(epochs - 1)
+    synchronize(xp)
+    total = time.perf_counter() - t0
+    seconds = float(np.median(rec.history.seconds[1:])) if epochs > 1 else rec.history.seconds[0]
     errors = object_errors(rec.gather_object(), dataset.scan, truth["object"], truth["scan"], dataset.n)
-    fft = fft_roofline(xp, dataset.n, dataset.count, cfg.batch, FFTS_PER_POSITION[algorithm])
-    return {"algorithm": algorithm, "batch": cfg.batch, "epochs": args.epochs, "seconds_per_epoch": seconds,
-            "seconds_to_first_epoch": first, "fft_seconds_per_epoch": fft, "fft_fraction": fft / seconds,
+    return {"algorithm": algorithm, "batch": cfg.batch, "epochs": epochs, "seconds_per_epoch": seconds,
+            "seconds_to_first_epoch": first, "seconds_total": total,
+            "object_nrmse_ramp": errors["object_nrmse_ramp"]}
+
+
+def ptychi_python(args):
+    """The interpreter that runs Pty-chi (see the module's docstring), or None."""
+    if args.no_ptychi:
+        return None
+    if args.ptychi:
+        return args.ptychi
+    venv = os.path.join(ROOT, ".peers", "ptychi", "bin", "python")
+    if os.path.exists(venv):
+        return venv
+    return sys.executable if importlib.util.find_spec("ptychi") else None
+
+
+def run_ptychi(python, tmp, problem, algorithm, batch, dataset, truth, device):
+    from bench_peers import run_peer
+
+    from ptyhpc.compare import object_errors
+
+    obj, corners, seconds, out = run_peer(tmp, "ptychi", problem, algorithm, batch, python=python, device=device)
+    errors = object_errors(obj, corners, truth["object"], truth["scan"], dataset.n)
+    return {"batch": batch, "seconds_per_epoch": float(np.median(seconds[1:] if len(seconds) > 1 else seconds)),
+            "seconds_to_first_epoch": float(out["seconds_to_first_epoch"]),
             "object_nrmse_ramp": errors["object_nrmse_ramp"]}
 
 
@@ -106,22 +146,56 @@ def main():
     p.add_argument("--algorithms", nargs="+", default=["rpie", "lsqml"], choices=("rpie", "lsqml"))
     p.add_argument("--large-positions", type=int, default=10000)
     p.add_argument("--large-object", type=int, default=4096)
+    p.add_argument("--feedback-epochs", type=int, default=0, help="epochs of the large set's feedback run (0: none)")
+    p.add_argument("--ptychi", metavar="PY", help="the Python that runs Pty-chi")
+    p.add_argument("--no-ptychi", action="store_true", help="leave Pty-chi out")
     args = p.parse_args()
+    from bench_peers import write_problem
+
     from ptyhpc.backend import get_xp, limit_threads
 
     limit_threads(1)
     xp = get_xp(args.device)
-    results = []
-    for name in args.sets:
-        dataset, truth, p0, cfg = make_set(name, args)
-        for algorithm in args.algorithms:
-            r = run(algorithm, dataset, truth, p0, args, xp)
-            r.update({"set": name, "patterns": dataset.count, "n": dataset.n, "object": list(dataset.object_shape)})
-            results.append(r)
-            print(f"{name:8s} {algorithm:5s} batch {r['batch']:4d}: {r['seconds_per_epoch']:.4f} s/epoch, FFTs alone "
-                  f"{r['fft_seconds_per_epoch']:.4f} s ({100 * r['fft_fraction']:.0f} %), first epoch done after "
-                  f"{r['seconds_to_first_epoch']:.2f} s, NRMSE {r['object_nrmse_ramp']:.4f}", flush=True)
-    save(f"gpu_{args.device}", {"device": args.device, "ranks": 1, "versions": versions(xp), "results": results})
+    ptychi = ptychi_python(args)
+    print(f"Pty-chi: {ptychi or 'not found (pass --ptychi PY, or run scripts/setup_peers.sh)'}", flush=True)
+    results, peer, feedback = [], [], None
+    with tempfile.TemporaryDirectory() as tmp:
+        sets = list(dict.fromkeys(args.sets + (["large"] if args.feedback_epochs else [])))
+        for name in sets:
+            dataset, truth, p0, cfg = make_set(name, args)
+            problem = os.path.join(tmp, "problem.npz")
+            if ptychi and name in args.sets:
+                write_problem(problem, dataset.read_patterns(np.arange(dataset.count)).intensity, dataset.scan,
+                              dataset.object_shape, p0, args.epochs, threads=len(os.sched_getaffinity(0)))
+            for algorithm in args.algorithms if name in args.sets else []:
+                r = run(algorithm, dataset, truth, p0, args.epochs, args.batch, args.device, xp)
+                r["fft_seconds_per_epoch"] = fft_roofline(xp, dataset.n, dataset.count, r["batch"],
+                                                          FFTS_PER_POSITION[algorithm])
+                r["fft_fraction"] = r["fft_seconds_per_epoch"] / r["seconds_per_epoch"]
+                r.update({"set": name, "patterns": dataset.count, "n": dataset.n,
+                          "object": list(dataset.object_shape)})
+                results.append(r)
+                print(f"{name:8s} {algorithm:5s} batch {r['batch']:4d}: {r['seconds_per_epoch']:.4f} s/epoch, FFTs "
+                      f"alone {r['fft_seconds_per_epoch']:.4f} s ({100 * r['fft_fraction']:.0f} %), first epoch "
+                      f"done after {r['seconds_to_first_epoch']:.2f} s, NRMSE {r['object_nrmse_ramp']:.4f}",
+                      flush=True)
+                if ptychi:
+                    q = run_ptychi(ptychi, tmp, problem, algorithm, r["batch"], dataset, truth, args.device)
+                    q.update({"set": name, "algorithm": algorithm, "epochs": args.epochs,
+                              "ptyhpc_ratio": r["seconds_per_epoch"] / q["seconds_per_epoch"]})
+                    peer.append(q)
+                    print(f"{name:8s} {algorithm:5s} Pty-chi batch {q['batch']:4d}: {q['seconds_per_epoch']:.4f} "
+                          f"s/epoch, first epoch done after {q['seconds_to_first_epoch']:.2f} s, NRMSE "
+                          f"{q['object_nrmse_ramp']:.4f}; ptyhpc's time {q['ptyhpc_ratio']:.2f}x", flush=True)
+            if name == "large" and args.feedback_epochs:
+                feedback = run("lsqml", dataset, truth, p0, args.feedback_epochs, args.batch, args.device, xp)
+                print(f"feedback: {args.feedback_epochs} LSQML epochs of the large set in "
+                      f"{feedback['seconds_total']:.1f} s (first epoch done after "
+                      f"{feedback['seconds_to_first_epoch']:.2f} s), NRMSE {feedback['object_nrmse_ramp']:.4f}",
+                      flush=True)
+            del dataset
+    save(f"gpu_{args.device}", {"device": args.device, "ranks": 1, "versions": versions(xp), "results": results,
+                                "ptychi": peer, "ptychi_python": ptychi, "feedback": feedback})
 
 
 if __name__ == "__main__":

@@ -56,21 +56,33 @@ def run_ptyhpc(tmp, data, probe, algorithm, epochs, ranks, correct=False, slices
     return (r["layers"] if slices else r["object"]), r["scan"], product_attrs(out)["seconds_per_epoch"]
 
 
-def run_peer(tmp, name, problem, algorithm, batch, correct=False):
+def run_peer(tmp, name, problem, algorithm, batch, correct=False, python=None, **extra):
+    """Run peer ``name``'s driver (scripts/peers/) on ``problem`` with ``extra`` entries added to it, in its own
+    virtual environment (or ``python``): returns (object, corners it ends with, seconds per epoch, result)."""
     z = dict(np.load(problem))
-    z.update(algorithm=algorithm, batch=batch, position_start=POSITION_START if correct else -1)
+    z.update(algorithm=algorithm, batch=batch, position_start=POSITION_START if correct else -1, **extra)
     prob = os.path.join(tmp, f"{name}_{algorithm}.npz")
     np.savez(prob, **z)
     res = os.path.join(tmp, f"{name}_{algorithm}_result.npz")
     driver = os.path.join(ROOT, "scripts", "peers", f"{name}_driver.py")
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS=str(THREADS))
-    cmd = [os.path.join(PEERS, name, "bin", "python"), driver, prob, res] + ([tmp] if name == "ptylab" else [])
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS=str(int(z["threads"])))
+    python = python or os.path.join(PEERS, name, "bin", "python")
+    cmd = [python, driver, prob, res] + ([tmp] if name == "ptylab" else [])
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
     if r.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{r.stderr[-3000:]}")
-    out = np.load(res)
-    corners = out["corners"] if "corners" in out.files else z["corners"]
-    return out["object"], corners, out["seconds"].tolist()
+    out = dict(np.load(res))
+    corners = out["corners"] if "corners" in out else z["corners"]
+    return out["object"], corners, out["seconds"].tolist(), out
+
+
+def write_problem(path, patterns, scan, object_shape, probe, epochs, threads=THREADS, **extra):
+    """The peers' drivers' problem file: ``patterns`` (POSI, N, N) with the zero frequency centred, ``scan`` the
+    window corners (POSI, 2), ``probe`` (MODES, N, N) scaled here to the mean measured intensity (as ptyhpc scales
+    its start), plus ``extra`` entries."""
+    probe = probe * np.sqrt(patterns.sum(dtype=np.float64) / len(patterns) / (abs(probe) ** 2).sum())
+    np.savez(path, patterns=np.fft.fftshift(patterns, axes=(-2, -1)), corners=scan, shape=np.array(object_shape),
+             probe=probe, epochs=epochs, threads=threads, algorithm="", batch=0, **extra)
 
 
 def simulated_problem(tmp, name, simulate_args, epochs, **extra):
@@ -81,13 +93,9 @@ def simulated_problem(tmp, name, simulate_args, epochs, **extra):
     ptyhpc("simulate", data, "--initial-probe", probe, *simulate_args)
     d = load(data)
     truth = read_product(os.path.join(tmp, f"{name}_truth.h5"))
-    patterns = d.read_patterns(np.arange(d.count)).intensity
-    p0 = np.load(probe)
-    p0 = p0 * np.sqrt(patterns.sum(dtype=np.float64) / d.count / (abs(p0) ** 2).sum())
     problem = os.path.join(tmp, f"{name}_problem.npz")
-    np.savez(problem, patterns=np.fft.fftshift(patterns, axes=(-2, -1)), corners=d.scan,
-             shape=np.array(d.object_shape), probe=p0, epochs=epochs, threads=THREADS, algorithm="", batch=0,
-             pixel=d.pixel_size, wavelength=d.wavelength, **extra)
+    write_problem(problem, d.read_patterns(np.arange(d.count)).intensity, d.scan, d.object_shape, np.load(probe),
+                  epochs, pixel=d.pixel_size, wavelength=d.wavelength, **extra)
     return data, probe, problem, d, truth
 
 
@@ -152,7 +160,7 @@ def main():
                         obj, corners, seconds = run_ptyhpc(tmp, data, probe, algorithm, args.epochs, k, correct,
                                                            thick, fft)
                     else:
-                        obj, corners, seconds = run_peer(tmp, name, problem, algorithm, k, correct)
+                        obj, corners, seconds, _ = run_peer(tmp, name, problem, algorithm, k, correct)
                     row = results.setdefault(label, {"family": family, "s_per_epoch": [], "nrmse": [],
                                                      "nrmse_ramp": [], "position_error_px": [], "slices": []})
                     if thick:  # each slice on its own; the worse one in the table
