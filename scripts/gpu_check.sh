@@ -7,9 +7,9 @@
 #   4. scripts/bench_gpu.py (seconds per epoch against the FFTs alone, Pty-chi on the same device, and on a GPU the
 #      100-epoch feedback run of the large set): benchmarks/gpu_<device>.json (and a copy and the logs under $OUT,
 #      when the device tool sets it).
-# Wheels the machine lacks travel in .whl/ (`bash scripts/gpu_wheels.sh` here, then the device tool's
-# carry: [".whl"]) and are installed to /tmp/site first; MPICH's runtime from them is unpacked to /tmp/mpich and
-# goes on PATH and LD_LIBRARY_PATH.
+# Wheels the machine lacks travel in .whl/ (`bash scripts/gpu_wheels.sh` here, then the device tool's carry:
+# [".whl"]) and, when the interpreter is not the project's .venv, are installed to /tmp/site first (a failed install
+# ends the script); MPICH's runtime from them is unpacked to /tmp/mpich and goes on PATH and LD_LIBRARY_PATH.
 #
 #   bash scripts/gpu_check.sh [--device gpu|cpu] [bench_gpu.py options...]
 set -uo pipefail
@@ -18,7 +18,8 @@ DEVICE=gpu
 if [ "${1:-}" = "--device" ]; then DEVICE=$2; shift 2; fi
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 LOGS=${OUT:-/tmp}  # the device tool brings back what is written under $OUT
-if compgen -G ".whl/*.whl" >/dev/null; then
+if [ "$PY" != .venv/bin/python ] && compgen -G ".whl/*.whl" >/dev/null; then  # not with the project's venv
+  set -e
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
     $(ls .whl/*.whl | grep -v /mpich-) && export PYTHONPATH=/tmp/site:$PWD
   # pip --target keeps a wheel's bin/ and drops its lib/: MPICH's runtime is unpacked as it is
@@ -27,6 +28,7 @@ if compgen -G ".whl/*.whl" >/dev/null; then
     m=$(ls -d /tmp/mpich/mpich-*.data/data) && chmod +x "$m"/bin/* \
       && export PATH=$m/bin:$PATH LD_LIBRARY_PATH=$m/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   fi
+  set +e
 fi
 export PYTHONPATH=${PYTHONPATH:-$PWD}
 status=0
