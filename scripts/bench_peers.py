@@ -193,8 +193,8 @@ def main():
             v["median_position_error_px"] = float(np.median(v["position_error_px"]))
             print(f"        {k:40s} {v['median_s_per_epoch']:8.3f} {v['ratio_to_fastest_peer']:14.2f} "
                   f"{v['median_nrmse']:8.4f} {v['median_nrmse_ramp']:13.4f} {v['median_position_error_px']:13.3f}")
-    save(args.output, {"families": args.families, "ranks": [1, 2], "epochs": args.epochs, "repeats": args.repeats, "threads": THREADS,
-                   "results": results})
+    save(args.output, {"families": args.families, "ranks": [1, 2], "epochs": args.epochs, "repeats": args.repeats,
+                       "threads": THREADS, "results": results})
 
 
 if __name__ == "__main__":
