@@ -117,6 +117,9 @@ def _ramps(offsets, n: int, dtype):
 
 
 _RAMPS: dict = {}
+_SPECTRUM: dict = {}
+"""F[h] of the last :meth:`Fourier.grad_inner`, taken (once) by :meth:`Fourier.adj` when it is given the same ``h``
+object: recognised by identity, as the ramps are; the array is made once per batch and not changed in place."""
 
 
 class Bilinear:
@@ -195,10 +198,13 @@ class Fourier:
     def grad_inner(prepared, offsets, h):
         """Re sum_k <dP_jk / d d_j, h_jk>: (2, BATCH) real, rows then columns, computed in Fourier space (the FFT
         is unitary): dF[P_j]/dd = F[P] R_j (-2 pi i k), so the inner product is -2 pi sum k Im(conj(F[P_j]) F[h_j]):
-        one FFT of ``h`` instead of two inverse FFTs of the derivatives."""
+        one FFT of ``h`` instead of two inverse FFTs of the derivatives. F[h] is kept for :meth:`adj` of the same
+        ``h`` (the position step and the probe update of a batch transform the same conj(O_j) chi_j)."""
         xp = array_module(prepared)
         n = prepared.shape[-1]
-        cross = (prepared[None] * _ramps(offsets, n, prepared.dtype)[:, None]).conj() * fft2(h)
+        spectrum = fft2(h)
+        _SPECTRUM.update(of=h, spectrum=spectrum)
+        cross = (prepared[None] * _ramps(offsets, n, prepared.dtype)[:, None]).conj() * spectrum
         im = cross.imag.sum(axis=1)  # (BATCH, N, N)
         k = (-2 * np.pi * xp.fft.fftfreq(n)).astype(im.dtype)
         return xp.stack([im.sum(axis=2) @ k, im.sum(axis=1) @ k])
@@ -217,7 +223,9 @@ class Fourier:
         xp = array_module(g)
         cdtype = xp.result_type(g.dtype, xp.complex64)
         ramps = _ramps(offsets, g.shape[-1], cdtype)
-        out = ifft2((fft2(g.astype(cdtype, copy=False)) * ramps.conj()[:, None]).sum(axis=0))
+        of, kept = _SPECTRUM.pop("of", None), _SPECTRUM.pop("spectrum", None)
+        spectrum = kept if of is g else fft2(g.astype(cdtype, copy=False))
+        out = ifft2((spectrum * ramps.conj()[:, None]).sum(axis=0))
         return out.real if not xp.iscomplexobj(g) else out
 
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import physics
 from .backend import array_module
 
 DAMPING = 0.1
@@ -60,22 +61,40 @@ from the true positions they moved 0.175 / 0.198 px with 8 and 0.207 / 0.237 wit
 or lower in all four); 64 corrected no better than 32 and wandered more (0.228 px, rPIE)."""
 
 
-def gradient_step(shift, prepared, weights, probes, patches, chi):
+def gradient_step(shift, prepared, weights, probes, patches, backprojected):
     """The step of each position of a batch, object pixels, rows first.
 
     shift : the sub-pixel shift operator, ``prepared`` = ``shift.prepare(probe)`` and ``weights`` (BATCH, ...) its
     inputs; probes : (BATCH, MODES, N, N) complex, shifted probes P_jk; patches : (BATCH, N, N) complex, object
-    windows O_j; chi : (BATCH, MODES, N, N) complex, exit-wave updates psi'_jk - psi_jk -> (BATCH, 2) real (on the
-    device).
+    windows O_j; backprojected : (BATCH, MODES, N, N) complex, conj(O_j) chi_jk with chi the exit-wave updates
+    psi'_jk - psi_jk (the probe's gradient before the shift's adjoint, which the probe update then takes from here
+    too) -> (BATCH, 2) real (on the device).
+
+    Numerator Re <dP_j/dd O_j, chi_j> (through the shift's derivative); denominator sum_k ||P_jk dO_j/dd||^2 =
+    sum_r w_j |dO_j/dd|^2 with w_j = sum_k |P_jk|^2 and dO_j/dd by central differences (one-sided at the window's
+    edges).
     """
     xp = array_module(patches)
-    nums = shift.grad_inner(prepared, weights, patches.conj()[:, None] * chi)  # Re <dP_j O_j, chi_j>
+    nums = shift.grad_inner(prepared, weights, backprojected)
+    w = physics.sum_modes(physics.abs2(probes))
     steps = []
     for axis, num in enumerate(nums):
-        g = probes * xp.gradient(patches, axis=axis + 1)[:, None]
-        den = (g.real ** 2 + g.imag ** 2).sum(axis=(1, 2, 3))
+        den = xp.einsum("bij,bij->b", w, _slope2(patches, axis + 1))
         steps.append(GAIN * num / (den * (1 + DAMPING) + 1e-30))
     return xp.stack(steps, axis=1)
+
+
+def _slope2(a, axis: int):
+    """|da/dr|^2 along ``axis`` (1 or 2) of ``a`` (BATCH, N, N) complex: central differences (a[i+1] - a[i-1]) / 2
+    inside, one-sided differences at the two ends (numpy.gradient's values, without its temporaries)."""
+    xp = array_module(a)
+    d = xp.empty_like(a)
+    at = (slice(None),) * axis
+    xp.subtract(a[at + (slice(2, None),)], a[at + (slice(None, -2),)], out=d[at + (slice(1, -1),)])
+    d[at + (slice(1, -1),)] *= 0.5
+    xp.subtract(a[at + (slice(1, 2),)], a[at + (slice(0, 1),)], out=d[at + (slice(0, 1),)])
+    xp.subtract(a[at + (slice(-1, None),)], a[at + (slice(-2, -1),)], out=d[at + (slice(-1, None),)])
+    return physics.abs2(d)
 
 
 @dataclass(frozen=True)

@@ -98,13 +98,16 @@ def through_slices(state, m: BatchModel, chi):
             chi = state.slice_prop.adj(chi * (o.conj() / xp.maximum(peak, 1e-30))[:, None])
 
 
-def record_position_steps(state, stack, m: BatchModel, b, chi) -> None:
+def record_position_steps(state, stack, m: BatchModel, b, chi):
     """Position correction: store this batch's position steps in ``state.steps`` (from the object before the
-    batch updates it); nothing when positions are not being corrected. ``stack`` as for :func:`batch_model`."""
+    batch updates it); ``stack`` as for :func:`batch_model`. Returns conj(O_j) chi_j (BATCH, MODES, N, N), which
+    the probe's numerator (:func:`probe_sums`) takes from here, or None when positions are not being corrected."""
     if state.steps is None:
-        return
+        return None
     plain = stack if state.opr is None else state.shift.prepare(state.probe)  # the steps shift the main probe
-    state.steps[b.device] = positions.gradient_step(state.shift, plain, m.weights, m.probes, m.patches, chi)
+    backprojected = m.patches.conj()[:, None] * chi
+    state.steps[b.device] = positions.gradient_step(state.shift, plain, m.weights, m.probes, m.patches, backprojected)
+    return backprojected
 
 
 def object_sums(shape, corner, probes, chi, xp, wide: bool = False):
@@ -140,11 +143,12 @@ def complete_object_sums(comm, num, den):
     return num, den
 
 
-def probe_sums(shift, weights, patches, chi, wide: bool = False):
+def probe_sums(shift, weights, patches, chi, wide: bool = False, backprojected=None):
     """Probe numerator sum_j S_j^T(conj(O_j) chi_j) (MODES, N, N) and denominator sum_j S_j^T |O_j|^2 (1, N, N),
     S_j the sub-pixel ``shift`` of position j (the denominator through ``shift.adj_weight``: bilinear for either
-    shift); ``wide`` as in :func:`object_sums`."""
-    g = patches.conj()[:, None] * chi
+    shift); ``wide`` as in :func:`object_sums`; ``backprojected``: conj(O_j) chi_j when already made (by
+    :func:`record_position_steps`, whose transform of it the Fourier shift's adjoint then reuses)."""
+    g = patches.conj()[:, None] * chi if backprojected is None else backprojected
     o2 = physics.abs2(patches)[:, None]
     if wide:
         xp = array_module(g)

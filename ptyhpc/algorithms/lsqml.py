@@ -67,17 +67,17 @@ def farfield_factor(predicted, measured, mask, noise):
     return misfit, -a * w
 
 
-def directions(state, comm, m, probes, patches, chi, delta: float, probe: bool = True):
+def directions(state, comm, m, probes, patches, chi, delta: float, probe: bool = True, backprojected=None):
     """Eq. 24-25: object direction on the tile (H, W) and probe direction (MODES, N, N) (None without ``probe``),
     for the batch model ``m`` (its corners and shift weights); delta_O and delta_P = ``delta`` times the global
-    maximum of each denominator. Multislice: ``probes`` is the wave incident on one slice, ``chi`` the residual
-    leaving it."""
+    maximum of each denominator; ``backprojected`` as for :func:`common.probe_sums`. Multislice: ``probes`` is the
+    wave incident on one slice, ``chi`` the residual leaving it."""
     o_num, o_den = complete_object_sums(comm, *object_sums(state.obj.shape[-2:], m.corner, probes, chi, state.xp))
     if not probe:
         return _divide(o_num, o_den, comm.allreduce(o_den.max(), op="max"), state.obj.dtype, delta), None
     # the probe sums and the global maximum of the object denominator travel in one collective
-    p_num, p_den, o_max = comm.allreduce_many([*probe_sums(state.shift, m.weights, patches, chi), o_den.max()],
-                                              op=("sum", "sum", "max"))
+    sums = probe_sums(state.shift, m.weights, patches, chi, backprojected=backprojected)
+    p_num, p_den, o_max = comm.allreduce_many([*sums, o_den.max()], op=("sum", "sum", "max"))
     d_obj = _divide(o_num, o_den, o_max, state.obj.dtype, delta)
     return d_obj, _divide(p_num, p_den, p_den.max(), state.probe.dtype, delta)
 
@@ -191,8 +191,8 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
         if m.incident is not None:
             astate.steps.append(multislice_batch(state, comm, cfg, m, chi, update_probe))
             continue
-        record_position_steps(state, stack, m, b, chi)
-        d_obj, d_probe = directions(state, comm, m, probes, patches, chi, cfg.lsqml_delta)
+        backprojected = record_position_steps(state, stack, m, b, chi)  # None without correction
+        d_obj, d_probe = directions(state, comm, m, probes, patches, chi, cfg.lsqml_delta, backprojected=backprojected)
         d_op = probes * physics.extract(d_obj, xp.asarray(corner), state.n)[:, None]
         d_po = patches[:, None] * state.shift.fwd(state.shift.prepare(d_probe), weights) if update_probe else None
         a_o, a_p = step_sizes(comm, chi, d_op, d_po)

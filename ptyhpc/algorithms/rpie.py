@@ -112,14 +112,14 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
             corner, weights = m.corner, m.weights
             misfit, chi = residual(state, m, b, partial(physics.modulus_factor, noise=cfg.noise))
             total = total + misfit
-            record_position_steps(state, stack, m, b, chi)
+            backprojected = record_position_steps(state, stack, m, b, chi)  # None without correction
             # the object changes only inside the batch's bounding box: work there
             (y0, x0), (y1, x1) = corner.min(axis=0), corner.max(axis=0) + state.n
             box = (slice(y0, y1), slice(x0, x1))
             for s, incident, patches, chi in through_slices(state, m, chi):  # one pass with one slice
                 o_num, o_den = object_sums((y1 - y0, x1 - x0), corner - (y0, x0), incident, chi, state.xp)
                 if update_probe and s == 0:
-                    p_num, p_den = probe_sums(state.shift, weights, patches, chi)
+                    p_num, p_den = probe_sums(state.shift, weights, patches, chi, backprojected=backprojected)
                     state.probe = probe_update(state.probe, p_num, p_den, cfg.beta)
                     if state.opr is not None:
                         v_num, v_den = opr.mode_sums(state.shift, weights, patches, chi[:, 0],
