@@ -219,6 +219,26 @@ def test_grad_inner_is_the_inner_product_with_the_derivative(shift, xp):
     assert np.abs(fast - direct).max() <= 1e-4 * np.abs(direct).max()
 
 
+def test_the_steps_denominator_and_the_shared_spectrum(xp):
+    """The step's |dO/dr|^2 equals numpy.gradient's, and the probe's Fourier-shift adjoint of the array whose
+    transform the step kept equals the adjoint computed afresh (a different array of the same values)."""
+    rng = np.random.default_rng(5)
+    patches = _rand(xp, (3, 32, 32), rng)
+    for axis in (1, 2):
+        expected = np.abs(np.gradient(asnumpy(patches), axis=axis)) ** 2
+        got = asnumpy(positions._slope2(patches, axis))
+        assert np.abs(got - expected).max() <= 1e-5 * expected.max()
+    shift = physics.Fourier
+    prepared = shift.prepare(_rand(xp, (2, 32, 32), rng))
+    w = shift.weights(xp.asarray(rng.uniform(0, 1, (3, 2)), dtype=np.float32))
+    g = _rand(xp, (3, 2, 32, 32), rng)
+    shift.grad_inner(prepared, w, g)  # keeps F[g]
+    shared = asnumpy(shift.adj(g, w))
+    fresh = asnumpy(shift.adj(g.copy(), w))
+    assert np.abs(shared - fresh).max() <= 1e-5 * np.abs(fresh).max()
+    assert not physics._SPECTRUM  # taken once, not held
+
+
 def test_position_error_parts_find_a_known_scale_rotation_and_noise():
     """A scan's error made of a 0.2 % scale, a 1 mrad rotation, an offset and 0.1 px noise per coordinate: the
     parts recover the map to 2e-4 and the noise to 5 %, and add up (least-squares projections)."""
