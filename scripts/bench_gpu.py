@@ -16,10 +16,10 @@ epoch / Pty-chi's. Its interpreter: ``--ptychi PY``, else .peers/ptychi (scripts
 when it finds the package (the device machine, with the wheels scripts/gpu_wheels.sh fetches); ``--no-ptychi``
 leaves it out.
 
-``--feedback-epochs N``: one more ptyhpc LSQML run of N epochs on the large set, timed from the start (the data
-in memory) to the end of the last epoch: the "minutes of feedback" figure (issue 17: 100 epochs within 60 s, the
-first epoch, when a preview can be shown, within 10 s). Records the device, driver and library versions. Writes
-benchmarks/gpu_<device>.json.
+``--feedback-epochs N``: one more ptyhpc LSQML run of N epochs on the large set (when it is among ``--sets``), timed
+from the start (the data in memory) to the end of the last epoch: the "minutes of feedback" figure (issue 17: 100
+epochs within 60 s, the first epoch, when a preview can be shown, within 10 s). Records the device, driver and
+library versions. Writes benchmarks/gpu_<device>.json.
 
     python scripts/bench_gpu.py --device gpu [--epochs 20] [--sets standard large] [--batch 256]
     python scripts/bench_gpu.py --device cpu --sets standard --epochs 5     # the same script on the CPU
@@ -160,14 +160,13 @@ def main():
     print(f"Pty-chi: {ptychi or 'not found (pass --ptychi PY, or run scripts/setup_peers.sh)'}", flush=True)
     results, peer, feedback = [], [], None
     with tempfile.TemporaryDirectory() as tmp:
-        sets = list(dict.fromkeys(args.sets + (["large"] if args.feedback_epochs else [])))
-        for name in sets:
+        for name in args.sets:
             dataset, truth, p0, cfg = make_set(name, args)
             problem = os.path.join(tmp, "problem.npz")
-            if ptychi and name in args.sets:
+            if ptychi:
                 write_problem(problem, dataset.read_patterns(np.arange(dataset.count)).intensity, dataset.scan,
                               dataset.object_shape, p0, args.epochs, threads=len(os.sched_getaffinity(0)))
-            for algorithm in args.algorithms if name in args.sets else []:
+            for algorithm in args.algorithms:
                 r = run(algorithm, dataset, truth, p0, args.epochs, args.batch, args.device, xp)
                 r["fft_seconds_per_epoch"] = fft_roofline(xp, dataset.n, dataset.count, r["batch"],
                                                           FFTS_PER_POSITION[algorithm])
