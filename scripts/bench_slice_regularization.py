@@ -5,7 +5,8 @@ For every set of the family (the small set's geometry: 192^2 object, 64^2 probe,
 1e6) and every ``slice_regularization`` of ``--strengths``, ptyhpc reconstructs the slices (LSQML and rPIE,
 ``--epochs`` from the usual starting probe, 1 process) and scores each slice against the truth (NRMSE, ramp
 removed). Prints, per algorithm and strength, the worse slice's error averaged over the family, its largest value
-and the mean ratio to no regularisation. Writes benchmarks/slice_regularization.json.
+and the mean ratio to no regularisation. ``--batch`` sets the positions per batch (0: each algorithm's default).
+Writes benchmarks/slice_regularization.json (``--output`` names it).
 
     .venv/bin/python scripts/bench_slice_regularization.py [--epochs 100] [--strengths 0 0.05 0.1 0.2 0.4]
 """
@@ -47,6 +48,8 @@ def main():
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--strengths", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.2, 0.4])
     p.add_argument("--algorithms", nargs="+", default=["lsqml", "rpie"])
+    p.add_argument("--batch", type=int, default=0, help="positions per batch (0: each algorithm's default)")
+    p.add_argument("--output", default="slice_regularization")
     args = p.parse_args()
     rows = []
     for slices, depths, photons in FAMILY:
@@ -54,7 +57,7 @@ def main():
         for algorithm in args.algorithms:
             for strength in args.strengths:
                 cfg = ReconConfig(algorithm=algorithm, epochs=args.epochs, slices=slices, slice_spacing_m=spacing,
-                                  slice_regularization=strength, device="cpu")
+                                  slice_regularization=strength, batch_size=args.batch, device="cpu")
                 rec = Reconstruction(d, cfg, probe=p0)
                 rec.iterate(cfg.epochs)
                 errors = [object_errors(a, d.scan, b, scan, d.n)["object_nrmse_ramp"]
@@ -78,8 +81,8 @@ def main():
             s = summary[f"{algorithm} {strength:g}"]
             print(f"  {algorithm:5s} {strength:<5g} mean {s['mean']:.4f}  max {s['max']:.4f}  "
                   + (f"ratio {s['mean_ratio_to_none']:.3f}" if ratio else ""))
-    save("slice_regularization", {"ranks": 1, "epochs": args.epochs, "family": FAMILY, "rows": rows,
-                                  "summary": summary})
+    save(args.output, {"ranks": 1, "epochs": args.epochs, "batch": args.batch, "family": FAMILY, "rows": rows,
+                       "summary": summary})
 
 
 if __name__ == "__main__":
