@@ -11,7 +11,7 @@ epoch, scored like every benchmark here (ptyhpc.compare.object_errors).
 
 Pty-chi beside it (scripts/peers/ptychi_driver.py), same set, same epochs, same starting object and probe, same
 batch size, same scoring, on the same device (its GPU backend through PyTorch, with its ``save_data_on_device``;
-on the CPU with as many threads as ptyhpc's FFTs have, all cores of the process); "ratio" = ptyhpc's seconds per
+on the CPU with as many threads as ptyhpc's FFTs have, all cores of the process); "ptyhpc_ratio" = ptyhpc's seconds per
 epoch / Pty-chi's. Its interpreter: ``--ptychi PY``, else .peers/ptychi (scripts/setup_peers.sh), else this one
 when it finds the package (the device machine, with the wheels scripts/gpu_wheels.sh fetches); ``--no-ptychi``
 leaves it out.
