@@ -96,6 +96,7 @@ class TileComm:
             xs = [sl[1] for _, sl in self.links]
             self.shared_box = (slice(min(s.start for s in ys), max(s.stop for s in ys)),
                                slice(min(s.start for s in xs), max(s.stop for s in xs)))
+        self._cell_plans = {}
         self.cuda_aware = cuda_aware()
         self.halo_bytes_sent = 0
         self.halo_bytes_received = 0
@@ -168,15 +169,17 @@ class TileComm:
         return tuple(slice(s.start - b.start, s.stop - b.start) for s, b in zip(sl, box))
 
     def _swap(self, a, box=None):
-        """Send my part of every overlap to its neighbour and receive theirs: {rank: received block}."""
+        """Send my part of every overlap to its neighbour and receive theirs: {rank: received block}. ``a``: one
+        array (..., h, w), or a list of arrays (h, w) whose parts travel stacked in one message."""
         if self.mpi is None or not self.links:
             return {}
-        xp = array_module(a)
+        planes = isinstance(a, (list, tuple))
+        xp = array_module(a[0] if planes else a)
         stage = xp is not np and not self.cuda_aware
         sends, recvs, reqs = [], {}, []
         for other, sl in self.links:
             sl = self._within(sl, box)
-            block = xp.ascontiguousarray(a[(...,) + sl])
+            block = xp.stack([p[sl] for p in a]) if planes else xp.ascontiguousarray(a[(...,) + sl])
             buf = _pinned_copy(block) if stage else block
             sends.append(buf)
             recvs[other] = _pinned_empty(buf.shape, buf.dtype) if stage else xp.empty_like(buf)
@@ -194,37 +197,59 @@ class TileComm:
             self.halo_bytes_received += buf.nbytes
         return {k: xp.asarray(v) for k, v in recvs.items()} if stage else recvs
 
+    def _cells(self, box):
+        """The overlaps of my tile (relative to ``box``) cut into rectangles each covered by one set of ranks:
+        [(slices of my array, [(rank, slices of its received block, or None for mine), ...] in rank order)]."""
+        key = None if box is None else tuple((s.start, s.stop) for s in box)
+        if key not in self._cell_plans:
+            links = [(other, self._within(sl, box)) for other, sl in self.links]
+            ys = sorted({v for _, sl in links for v in (sl[0].start, sl[0].stop)})
+            xs = sorted({v for _, sl in links for v in (sl[1].start, sl[1].stop)})
+            cells = []
+            for y0, y1 in zip(ys[:-1], ys[1:]):
+                for x0, x1 in zip(xs[:-1], xs[1:]):
+                    cover = [(other, (slice(y0 - sy.start, y1 - sy.start), slice(x0 - sx.start, x1 - sx.start)))
+                             for other, (sy, sx) in links
+                             if sy.start <= y0 and y1 <= sy.stop and sx.start <= x0 and x1 <= sx.stop]
+                    if cover:
+                        cells.append(((slice(y0, y1), slice(x0, x1)), sorted(cover + [(self.rank, None)])))
+            self._cell_plans[key] = cells
+        return self._cell_plans[key]
+
     def accumulate(self, a, box=None):
-        """Sum over ranks, pixel by pixel: every pixel of my tile becomes the sum of the values that all ranks
-        whose tiles cover it hold there. ``a`` : (..., h, w) on my tile, or on the sub-box ``box`` (slices of
-        the tile that contain every overlap, e.g. ``shared_box``); returns a new array of the same shape.
+        """Sum over ranks, pixel by pixel, in place: every pixel of my tile becomes the sum of the values that all
+        ranks whose tiles cover it hold there. ``a`` : (..., h, w) on my tile, or on the sub-box ``box`` (slices of
+        the tile that contain every overlap, e.g. ``shared_box``); or a list of such (h, w) arrays (views
+        included, such as a complex array's ``real`` and ``imag``), exchanged in one message per neighbour.
+        Returns ``a``.
 
         Contributions are added in rank order, so every rank computes bitwise the same value for a shared pixel.
+        No tile-sized temporary: each rectangle of one cover (:meth:`_cells`) is summed where it lies, and only a
+        rectangle where my rank comes third or later in the order takes a temporary of its own size.
         """
         received = self._swap(a, box)
         if not received:
             return a
-        order = sorted(received)
-        # x + y is y + x bitwise: with at most one lower rank among the contributors, adding my block first still
-        # gives the rank-order sum at every pixel, and the sum starts from a copy of it instead of from zeros
-        mine_first = sum(other < self.rank for other in order) <= 1
-        out = None
-        for other in [self.rank] + order if mine_first else sorted(order + [self.rank]):
-            if other == self.rank:
-                out = a.copy() if out is None else out.__iadd__(a)
-                continue
-            sl = self._within(self._link[other], box)
-            if out is None:
-                out = array_module(a).zeros_like(a)
-            out[(...,) + sl] += received[other]
-        return out
+        planes = isinstance(a, (list, tuple))
+        for p, target in enumerate(a if planes else [a]):
+            block = {other: r[p] if planes else r for other, r in received.items()}
+            for mine, cover in self._cells(box):
+                here = target[(...,) + mine]
+                if [o for o, _ in cover].index(self.rank) <= 1:  # x + y is y + x: start from my value
+                    for other, rel in cover:
+                        if other != self.rank:
+                            here += block[other][(...,) + rel]
+                    continue
+                total = block[cover[0][0]][(...,) + cover[0][1]].copy()
+                for other, rel in cover[1:]:
+                    total += here if other == self.rank else block[other][(...,) + rel]
+                here[...] = total
+        return a
 
     def exchange(self, a):
-        """Fill my halo from the owners: every pixel of my tile outside my core takes the value held by the rank
-        whose core contains it. ``a`` : (..., h, w); returns a new array (my core is unchanged)."""
+        """Fill my halo from the owners, in place: every pixel of my tile outside my core takes the value held by
+        the rank whose core contains it. ``a`` : (..., h, w); returns ``a`` (my core is unchanged)."""
         received = self._swap(a)
-        out = a.copy()
         for other, mine, rel in self._fill:
-            out[(...,) + mine] = received[other][(...,) + rel]
-        return out
-
+            a[(...,) + mine] = received[other][(...,) + rel]
+        return a

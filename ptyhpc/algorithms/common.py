@@ -130,16 +130,10 @@ def object_sums(shape, corner, probes, chi, xp, wide: bool = False):
 
 def complete_object_sums(comm, num, den):
     """Add the neighbours' contributions to this rank's object sums ``num`` (complex) and ``den`` (real), both
-    (H, W) on the tile, in place; returns them. Only ``comm.shared_box`` can hold other ranks' contributions, so
-    only that box is packed and accumulated (summed in rank order: shared pixels agree bitwise on all ranks)."""
-    box = comm.shared_box
-    if box is None:
-        return num, den
-    xp = array_module(num)
-    summed = comm.accumulate(xp.stack([num[box].real, num[box].imag, den[box]]), box)
-    num[box].real[...] = summed[0]
-    num[box].imag[...] = summed[1]
-    den[box] = summed[2]
+    (H, W) on the tile, in place; returns them. Only the overlaps with other tiles travel (the real and imaginary
+    parts and the denominator in one message per neighbour), summed in rank order: shared pixels agree bitwise
+    on all ranks."""
+    comm.accumulate([num.real, num.imag, den])
     return num, den
 
 
