@@ -3,6 +3,7 @@
 non-zero exit of the job, no hang (the harness times out, not the code), that every input file is byte for byte
 unchanged and that an existing OUT is neither overwritten nor left half-written (no ``OUT.partial``)."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -254,9 +255,8 @@ def test_checkpoint_errors(good, tmp_path):
         assert checksums(tmp_path) == before
 
 
-def test_missing_compression_filter_is_named(good, tmp_path):
-    """Data compressed with a filter this installation lacks (here: zstd, with hdf5plugin made unimportable) is
-    named as such, not reported as corruption."""
+def _zstd_copy(good, tmp_path):
+    """A copy of ``good`` whose patterns are compressed with zstd (an hdf5plugin filter)."""
     hdf5plugin = pytest.importorskip("hdf5plugin")
     bad = tmp_path / "zstd.cxi"
     shutil.copy(good, bad)
@@ -264,12 +264,35 @@ def test_missing_compression_filter_is_named(good, tmp_path):
         data = f[D][()]
         del f[D]
         f.create_dataset(D, data=data, chunks=(1,) + data.shape[1:], **hdf5plugin.Zstd())
+    return bad
+
+
+def test_missing_compression_filter_is_named(good, tmp_path):
+    """Data compressed with a filter this installation lacks (here: zstd, with hdf5plugin made unimportable) is
+    named as such, not reported as corruption."""
+    bad = _zstd_copy(good, tmp_path)
     without = "import sys; sys.modules['hdf5plugin'] = None; from ptyhpc.cli import main; sys.exit(main())"
     r = run(mpiexec(2) + [sys.executable, "-c", without, "reconstruct", str(bad), "-o", str(tmp_path / "o.h5"),
                           "--epochs", "1", "--quiet"])
     one_error_line(r, bad, L, "HDF5 filter 32015", "pip install hdf5plugin")
     r = run(ptyhpc(2, "reconstruct", bad, "-o", tmp_path / "o.h5", "--epochs", 1, "--quiet", "--no-preview"))
     assert r.returncode == 0, r.stderr  # with hdf5plugin importable, the same file reads
+
+
+def test_hdf5plugin_is_imported_only_for_a_file_that_needs_it(good, tmp_path):
+    """A process that reads a plain file does not import hdf5plugin (about 6 MiB of every rank's memory); one
+    that reads a zstd-compressed file imports it and reads the same patterns (same misfit after one epoch)."""
+    bad = _zstd_copy(good, tmp_path)
+    code = ("import sys; from ptyhpc.cli import main; rc = main(); "
+            "print('hdf5plugin imported:', 'hdf5plugin' in sys.modules); sys.exit(rc)")
+    costs = []
+    for path, imported in ((good, False), (bad, True)):
+        r = run([sys.executable, "-c", code, "reconstruct", str(path), "-o", str(tmp_path / "o.h5"), "--epochs", "1",
+                 "--no-preview"])
+        assert r.returncode == 0, r.stderr
+        assert f"hdf5plugin imported: {imported}" in r.stdout
+        costs.append(re.search(r"final cost (\S+)", r.stdout + r.stderr).group(1))
+    assert costs[0] == costs[1]
 
 
 def test_compare_into_a_closed_pipe(good, tmp_path):

@@ -9,10 +9,19 @@ import numpy as np
 
 from .dataset import InputError
 
-try:  # registers the compression filters detectors write (bitshuffle/LZ4, Blosc, zstd, ...) with HDF5
-    import hdf5plugin  # noqa: F401 (importing it registers the filters)
-except ImportError:
-    pass
+
+def load_filters(d) -> None:
+    """Make HDF5 able to decode dataset ``d``: when it is compressed with a filter HDF5 lacks (bitshuffle/LZ4,
+    Blosc, zstd, ...: what detectors such as the Eiger write), import hdf5plugin, which registers them. Only such
+    files pay for it (about 6 MiB of every process's memory); without hdf5plugin nothing happens (reading then
+    fails, :func:`locate` says why)."""
+    plist = d.id.get_create_plist()
+    if all(h5py.h5z.filter_avail(plist.get_filter(i)[0]) for i in range(plist.get_nfilters())):
+        return
+    try:
+        import hdf5plugin  # noqa: F401 (importing it registers the filters)
+    except ImportError:
+        pass
 
 
 def parallel_available() -> bool:
@@ -93,7 +102,8 @@ def locate(f, key: str):
 
 
 def _check_filters(path, key, d) -> None:
-    """Raise InputError when ``d`` is compressed with a filter HDF5 cannot load here."""
+    """Raise InputError when ``d`` is compressed with a filter HDF5 cannot load here (hdf5plugin's included)."""
+    load_filters(d)
     plist = d.id.get_create_plist()
     for i in range(plist.get_nfilters()):
         code, _, _, name = plist.get_filter(i)
@@ -143,6 +153,7 @@ def rows_of(d, indices, dtype=None, collective=None):
     ``collective``: read them in one collective call (None: when the file is mpio and collective reads are on;
     that query is itself collective under mpio, so a caller reading several blocks asks it once)."""
     indices = np.asarray(indices, dtype=np.int64)
+    load_filters(d)
     out = np.empty((len(indices),) + d.shape[1:], dtype=dtype or d.dtype)
     if collective is None:
         collective = d.file.driver == "mpio" and collective_reads()
