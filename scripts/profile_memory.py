@@ -4,20 +4,23 @@ reconstruction, per rank, as the OS counts them.
 Stages: ``start`` (Python, NumPy, h5py, mpi4py and ptyhpc imported), ``before setup`` (the command line parsed,
 the file opened), ``after setup`` (this rank's patterns read, its tile, probe and the algorithm's state made), and
 ``epoch k`` after each epoch. So the fixed cost of a process, the state a rank holds and what an epoch adds on top
-of it (peak - resident before it) can be told apart, and compared between rank counts. It profiles whatever
-ptyhpc is imported. Each rank prints one line per stage at exit (sort the output). Usage, e.g.:
+of it (peak - resident before it) can be told apart, and compared between rank counts. ``--traced`` (first)
+adds Python's own count of the memory its arrays and objects hold (``tracemalloc``: now, and the peak since the
+previous stage), which leaves out the libraries' code and what the allocator keeps of freed memory. It profiles
+whatever ptyhpc is imported. Each rank prints one line per stage at exit (sort the output). Usage, e.g.:
 
-    mpiexec -n 4 .venv/bin/python scripts/profile_memory.py -- \\
+    mpiexec -n 4 .venv/bin/python scripts/profile_memory.py [--traced] -- \\
         reconstruct big.cxi -o out.h5 --algorithm lsqml --epochs 2 --no-preview --quiet --slices 3 ...
 """
 from __future__ import annotations
 
 import atexit
 import sys
+import tracemalloc
 
 from ptyhpc import engine
 
-stages: list[tuple[str, int, int]] = []
+stages: list[tuple[str, int, int, str]] = []
 
 
 def _mib(key: str) -> int:
@@ -26,7 +29,12 @@ def _mib(key: str) -> int:
 
 
 def mark(stage: str) -> None:
-    stages.append((stage, _mib("VmRSS"), _mib("VmHWM")))
+    traced = ""
+    if tracemalloc.is_tracing():
+        now, peak = tracemalloc.get_traced_memory()
+        traced = f"  traced {now >> 20:6d} MiB  traced peak {peak >> 20:6d} MiB"
+        tracemalloc.reset_peak()
+    stages.append((stage, _mib("VmRSS"), _mib("VmHWM"), traced))
 
 
 def instrument() -> None:
@@ -54,13 +62,16 @@ def report() -> None:
         rank = MPI.COMM_WORLD.Get_rank()
     except ImportError:
         rank = 0
-    print("\n".join(f"rank {rank} {stage:14s} resident {rss:6d} MiB  peak {peak:6d} MiB"
-                     for stage, rss, peak in stages), flush=True)
+    print("\n".join(f"rank {rank} {stage:14s} resident {rss:6d} MiB  peak {peak:6d} MiB{traced}"
+                     for stage, rss, peak, traced in stages), flush=True)
 
 
 def main() -> None:
-    mark("start")
     args = sys.argv[1:]
+    if args and args[0] == "--traced":
+        tracemalloc.start()
+        args = args[1:]
+    mark("start")
     if args and args[0] == "--":
         args = args[1:]
     instrument()
