@@ -102,13 +102,9 @@ def step_sizes(comm, chi, d_op, d_po):
     solves the same systems for the whole batch. ``d_po`` None (probe fixed) reduces each to the object step.
     """
     xp = array_module(chi)
-    ax = (1, 2, 3)
-    terms = [(abs(d_op) ** 2).sum(axis=ax, dtype=xp.float64),
-             (d_op.conj() * chi).real.sum(axis=ax, dtype=xp.float64)]
+    terms = [inner(d_op, d_op), inner(d_op, chi)]
     if d_po is not None:
-        terms += [(abs(d_po) ** 2).sum(axis=ax, dtype=xp.float64),
-                  (d_op.conj() * d_po).real.sum(axis=ax, dtype=xp.float64),
-                  (d_po.conj() * chi).real.sum(axis=ax, dtype=xp.float64)]
+        terms += [inner(d_po, d_po), inner(d_op, d_po), inner(d_po, chi)]
     a11, b1, *probe_terms = np.concatenate(comm.allgather(asnumpy(xp.stack(terms))), axis=1)
     if a11.size == 0:
         return 0.0, 0.0
@@ -129,10 +125,9 @@ def joint_steps(comm, chi, changes):
     d_k||^2 per position, each diagonal regularised by half its batch mean as in :func:`step_sizes`. The K (K +
     3) / 2 terms of every position travel in one all-gather; returns the K batch-mean steps."""
     xp = array_module(chi)
-    ax, k = (1, 2, 3), len(changes)
+    k = len(changes)
     pairs = [(i, j) for i in range(k) for j in range(i, k)]
-    terms = [(changes[i].conj() * changes[j]).real.sum(axis=ax, dtype=xp.float64) for i, j in pairs]
-    terms += [(d.conj() * chi).real.sum(axis=ax, dtype=xp.float64) for d in changes]
+    terms = [inner(changes[i], changes[j]) for i, j in pairs] + [inner(d, chi) for d in changes]
     gathered = np.concatenate(comm.allgather(asnumpy(xp.stack(terms))), axis=1)
     if gathered.shape[1] == 0:
         return [0.0] * k
@@ -142,6 +137,20 @@ def joint_steps(comm, chi, changes):
     a[:, range(k), range(k)] += 0.5 * a[:, range(k), range(k)].mean(axis=0)
     steps = np.linalg.solve(a, gathered[len(pairs):].T[:, :, None])[:, :, 0]
     return steps.mean(axis=0).tolist()
+
+
+def inner(a, b):
+    """Re sum conj(a_j) b_j for each position j: ``a``, ``b`` (BATCH, ...) complex of one type -> (BATCH,) float64.
+    One dot product of the two real views per position (a batched matrix product: BLAS or cuBLAS, summing in the
+    working precision in blocks), where conj, product and a float64 sum made three passes and a copy (4x the time
+    on the CPU; the terms agree to 2e-7 of the largest)."""
+    xp = array_module(a)
+    if not len(a):
+        return xp.zeros(0, dtype=xp.float64)
+    real = a.real.dtype
+    rows = xp.ascontiguousarray(a).view(real).reshape(len(a), 1, -1)
+    cols = xp.ascontiguousarray(b).view(real).reshape(len(b), -1, 1)
+    return (rows @ cols)[:, 0, 0].astype(xp.float64)
 
 
 def multislice_batch(state, comm, cfg, m, chi, update_probe):
