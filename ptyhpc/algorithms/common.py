@@ -94,8 +94,9 @@ def through_slices(state, m: BatchModel, chi):
         o = m.patches[:, s]
         yield s, m.incident[s], o, chi
         if s:
-            peak = (o.real ** 2 + o.imag ** 2).max(axis=(1, 2), keepdims=True)
-            chi = state.slice_prop.adj(chi * (o.conj() / xp.maximum(peak, 1e-30))[:, None])
+            back = chi * o.conj()[:, None]
+            back *= (1 / xp.maximum(physics.abs2(o).max(axis=(1, 2), keepdims=True), 1e-30))[:, None]
+            chi = state.slice_prop.adj(back)
 
 
 def record_position_steps(state, stack, m: BatchModel, b, chi):
