@@ -80,7 +80,6 @@ class TileComm:
         self.tile = partition.tiles[self.rank]
         # The plan: for each neighbour (by rank), the slices of my tile that overlap its tile.
         self.links = [(other, self.tile.local(box)) for other, box in partition.neighbours(self.rank)]
-        self._link = dict(self.links)
         # For exchange(): the part of each overlap that lies in the neighbour's core, as slices of my tile and
         # of the received overlap block.
         self._fill = []
