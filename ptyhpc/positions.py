@@ -58,7 +58,10 @@ average, the smoother what it removes and the faster the random errors' own mid-
 more freely error-free positions wander: on the standard set with errors (scripts/bench_positions.py, seed 0,
 100 epochs, development runs) 8 neighbours left 0.386 / 0.373 px (rPIE / LSQML) and 32 leave 0.339 / 0.314, while
 from the true positions they moved 0.175 / 0.198 px with 8 and 0.207 / 0.237 with 32 (the object error the same
-or lower in all four); 64 corrected no better than 32 and wandered more (0.228 px, rPIE)."""
+or lower in all four); 64 corrected no better than 32 and wandered more (0.228 px, rPIE; again on 2026-12-01, seeds
+0 / 1: 0.347 / 0.328 px rPIE and 0.322 / 0.327 px LSQML against 32's 0.339 / 0.329 and 0.314 / 0.326). At 100 epochs
+the error is still falling by about 0.01 px per 10 epochs with 32, while from the true positions it grows by less:
+what is left is slow convergence more than noise, so a step that shrinks late would not help."""
 
 
 def gradient_step(shift, prepared, weights, probes, patches, backprojected):
