@@ -60,8 +60,8 @@ more freely error-free positions wander: on the standard set with errors (script
 from the true positions they moved 0.175 / 0.198 px with 8 and 0.207 / 0.237 with 32 (the object error the same
 or lower in all four); 64 corrected no better than 32 and wandered more (0.228 px, rPIE; again on 2026-12-01, seeds
 0 / 1: 0.347 / 0.328 px rPIE and 0.322 / 0.327 px LSQML against 32's 0.339 / 0.329 and 0.314 / 0.326). At 100 epochs
-the error is still falling by about 0.01 px per 10 epochs with 32, while from the true positions it grows by less:
-what is left is slow convergence more than noise, so a step that shrinks late would not help."""
+the error is still falling with 32 (rPIE, seed 0: 0.355 px at epoch 90, 0.339 at 100; LSQML 0.319, 0.314), while
+from the true positions it grows by less (0.200, 0.207 px): what is left is more slow convergence than noise."""
 
 
 def gradient_step(shift, prepared, weights, probes, patches, backprojected):
