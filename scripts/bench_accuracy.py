@@ -13,6 +13,10 @@ ptyhpc's rPIE with its defaults and by Pty-chi's rPIE with batch 32 (as in bench
 batch-32 rPIE diverges at 80 % overlap), the better of the two counting, for the same epochs from the same start;
 same scoring (object NRMSE, ramp removed), and the same registered (the best sub-pixel translation removed too:
 ``ptyhpc.compare.object_errors``). Writes benchmarks/accuracy_family.json.
+
+``--convergence SET``: how ptyhpc's rPIE converges on one member of the family (e.g. n128_o60_p1e+07): the object
+error (ramp removed) after 50, 100 and 150 epochs with its default batch and with a batch of 8, and the seconds
+per epoch of each. Writes benchmarks/accuracy_convergence.json.
 """
 from __future__ import annotations
 
@@ -31,9 +35,12 @@ def main():
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--ranks", type=int, default=2)
     p.add_argument("--family", action="store_true", help="the family of sets against Pty-chi (see above)")
+    p.add_argument("--convergence", metavar="SET", help="ptyhpc rPIE's error on one family member over epochs")
     args = p.parse_args()
     if args.family:
         return family(args.epochs)
+    if args.convergence:
+        return convergence(args.convergence)
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         data, probe = os.path.join(tmp, "sim.cxi"), os.path.join(tmp, "p0.npy")
@@ -110,6 +117,37 @@ def family(epochs: int) -> None:
           f"({sum(r['ratio registered'] <= 1 for r in rows)} registered); Pty-chi's result not finite on "
           f"{failed or 'none'}")
     save("accuracy_family", {"ranks": [1], "epochs": epochs, "results": rows})
+
+
+def convergence(name: str, checkpoints=(50, 100, 150), batches=(0, 8)) -> None:
+    import numpy as np
+
+    from bench_peers import simulated_problem
+
+    from ptyhpc.compare import object_errors
+    from ptyhpc.config import ReconConfig
+    from ptyhpc.engine import Reconstruction
+    from ptyhpc.io import load
+
+    member = {m[0]: m for m in family_members()}
+    if name not in member:
+        raise SystemExit(f"unknown set {name!r}: one of {', '.join(member)}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data, probe, _, d, truth = simulated_problem(tmp, name, member[name][5], checkpoints[-1])
+        for batch in batches:
+            cfg = ReconConfig(algorithm="rpie", batch_size=batch, device="cpu")
+            rec = Reconstruction(load(data), cfg, probe=np.load(probe))
+            errors = []
+            for epochs in checkpoints:
+                rec.iterate(epochs - rec.epoch)
+                e = object_errors(rec.gather_object(), d.scan, truth["object"], truth["scan"], d.n)
+                errors.append(e["object_nrmse_ramp"])
+            seconds = float(np.median(rec.history.seconds[1:]))
+            rows.append({"batch": cfg.batch, "epochs": list(checkpoints), "nrmse_ramp": errors, "s_per_epoch": seconds})
+            print(f"{name}: ptyhpc rPIE batch {cfg.batch:2d}: " + ", ".join(
+                f"{k} epochs {x:.4f}" for k, x in zip(checkpoints, errors)) + f"  ({seconds:.3f} s/epoch)", flush=True)
+    save("accuracy_convergence", {"ranks": [1], "set": name, "results": rows})
 
 
 def dm_trajectory(data, probe, truth_path, step=10, total=60):
