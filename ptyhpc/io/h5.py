@@ -10,13 +10,23 @@ import numpy as np
 from .dataset import InputError
 
 
+def _missing_filters(d) -> list:
+    """[(code, name)] of the filters dataset ``d`` is compressed with that HDF5 cannot load here."""
+    plist = d.id.get_create_plist()
+    missing = []
+    for i in range(plist.get_nfilters()):
+        code, _, _, name = plist.get_filter(i)
+        if not h5py.h5z.filter_avail(code):
+            missing.append((code, name.decode(errors="replace") if isinstance(name, bytes) else name))
+    return missing
+
+
 def load_filters(d) -> None:
     """Make HDF5 able to decode dataset ``d``: when it is compressed with a filter HDF5 lacks (bitshuffle/LZ4,
     Blosc, zstd, ...: what detectors such as the Eiger write), import hdf5plugin, which registers them. Only such
     files pay for it (about 6 MiB of every process's memory); without hdf5plugin nothing happens (reading then
     fails, :func:`locate` says why)."""
-    plist = d.id.get_create_plist()
-    if all(h5py.h5z.filter_avail(plist.get_filter(i)[0]) for i in range(plist.get_nfilters())):
+    if not _missing_filters(d):
         return
     try:
         import hdf5plugin  # noqa: F401 (importing it registers the filters)
@@ -104,13 +114,11 @@ def locate(f, key: str):
 def _check_filters(path, key, d) -> None:
     """Raise InputError when ``d`` is compressed with a filter HDF5 cannot load here (hdf5plugin's included)."""
     load_filters(d)
-    plist = d.id.get_create_plist()
-    for i in range(plist.get_nfilters()):
-        code, _, _, name = plist.get_filter(i)
-        if not h5py.h5z.filter_avail(code):
-            name = name.decode(errors="replace") if isinstance(name, bytes) else name
-            raise InputError(path, key, f"compressed with HDF5 filter {code} ({name or 'unnamed'}), which this "
-                                        "installation cannot decode: pip install hdf5plugin (ptyhpc loads it)")
+    missing = _missing_filters(d)
+    if missing:
+        code, name = missing[0]
+        raise InputError(path, key, f"compressed with HDF5 filter {code} ({name or 'unnamed'}), which this "
+                                    "installation cannot decode: pip install hdf5plugin (ptyhpc loads it)")
 
 
 def read_rows(path, dataset: str, indices, comm=None, dtype=np.float32, independent: bool = False):
