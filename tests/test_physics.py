@@ -232,6 +232,47 @@ def test_planned_fftw_falls_back_to_scipy_where_the_wisdom_lacks_a_plan(tmp_path
         assert np.array_equal(fft.fft2(batch), scipy.fft.fft2(batch, norm="ortho"))
 
 
+SCIPY_PROBE = """
+import sys
+import numpy as np
+from ptyhpc import backend, physics
+from ptyhpc.cli import main
+rc = main()
+print("library:", backend.FFT_LIBRARY)
+print("scipy imported:", any(m == "scipy" or m.startswith("scipy.") for m in sys.modules))
+x = np.random.default_rng(0).standard_normal((4, 1, 48, 48)).astype(np.complex64)
+backend.use_cpu_fft("fftw")  # pyFFTW's SciPy interface after pyFFTW was imported with SciPy hidden
+import scipy.fft
+ref = scipy.fft.fft2(x, norm="ortho")
+print("fftw error:", float(np.abs(physics.fft2(x) - ref).max() / np.abs(ref).max()))
+sys.exit(rc)
+"""
+
+
+def test_a_run_on_planned_fftw_does_not_load_scipy(tmp_path):
+    """A reconstruction whose FFTs FFTW computes from the machine's plans (the default where ``ptyhpc plan-fft``
+    ran) never imports SciPy (25 MiB of every rank: backend._pyfftw), multislice included; ``fft = 'fftw'``
+    (pyFFTW's SciPy interface) still works in that process and computes SciPy's transform to rounding."""
+    pytest.importorskip("pyfftw")
+    import subprocess
+    import sys
+
+    from ptyhpc.simulate import SimConfig, write
+
+    data = tmp_path / "s.cxi"
+    write(str(data), SimConfig(object_size=160, probe_size=64, positions=60, probe_diameter=22, aperture_radius=8,
+                               seed=2))
+    for algorithm, extra in (("lsqml", []), ("rpie", ["--slices", "2", "--slice-spacing", "2e-6"])):
+        r = subprocess.run([sys.executable, "-c", SCIPY_PROBE, "reconstruct", str(data), "-o", str(tmp_path / "o.h5"),
+                            "--algorithm", algorithm, "--epochs", "2", "--no-preview", *extra],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        if "library: fftw (planned)" not in r.stdout:
+            pytest.skip("this machine has no FFTW plans (ptyhpc plan-fft has not run)")
+        assert "scipy imported: False" in r.stdout, (algorithm, r.stdout)
+        assert float(r.stdout.split("fftw error:")[1]) < 1e-6
+
+
 def test_fftw_missing_is_one_clear_error(monkeypatch):
     """Asking for FFTW where pyFFTW is not installed names the setting and the remedy (DeviceError: the CLI
     prints it as one line on every rank); the FFT in use stays scipy."""
