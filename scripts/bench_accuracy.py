@@ -12,7 +12,9 @@ set's geometry with the other bundled images, ``simulate --images 1``, and 625 p
 ptyhpc's rPIE with its defaults and by Pty-chi's rPIE with batch 32 (as in bench_peers.py) and with batch 8 (its
 batch-32 rPIE diverges at 80 % overlap), the better of the two counting, for the same epochs from the same start;
 same scoring (object NRMSE, ramp removed), and the same registered (the best sub-pixel translation removed too:
-``ptyhpc.compare.object_errors``). Writes benchmarks/accuracy_family.json.
+``ptyhpc.compare.object_errors``). ``--alphas A ...`` adds ptyhpc's rPIE with each object regularisation alpha on
+every member (the sweep that chose the default, ptyhpc.config.ReconConfig.alpha) and prints each alpha's largest
+ratio to Pty-chi. Writes benchmarks/accuracy_family.json.
 
 ``--convergence SET``: how ptyhpc's rPIE converges on one member of the family (e.g. n128_o60_p1e+07): the object
 error (ramp removed) after 50, 100 and 150 epochs with its default batch and with a batch of 8, and the seconds
@@ -35,10 +37,11 @@ def main():
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--ranks", type=int, default=2)
     p.add_argument("--family", action="store_true", help="the family of sets against Pty-chi (see above)")
+    p.add_argument("--alphas", type=float, nargs="*", default=[], help="with --family: rPIE alphas to sweep")
     p.add_argument("--convergence", metavar="SET", help="ptyhpc rPIE's error on one family member over epochs")
     args = p.parse_args()
     if args.family:
-        return family(args.epochs)
+        return family(args.epochs, args.alphas)
     if args.convergence:
         return convergence(args.convergence)
     rows = {}
@@ -78,7 +81,7 @@ def family_members() -> list:
     return members
 
 
-def family(epochs: int) -> None:
+def family(epochs: int, alphas=()) -> None:
     import numpy as np
 
     from bench_peers import run_peer, run_ptyhpc, simulated_problem
@@ -105,6 +108,10 @@ def family(epochs: int) -> None:
             row["ptychi"], row["ptychi registered"] = row[better], row[f"{better} registered"]
             row["ratio"] = row["ptyhpc"] / row["ptychi"]
             row["ratio registered"] = row["ptyhpc registered"] / row["ptychi registered"]
+            for alpha in alphas:
+                obj, corners, _ = run_ptyhpc(tmp, data, probe, "rpie", epochs, 1, settings=[f"alpha={alpha}"])
+                row[f"ptyhpc alpha {alpha}"] = object_errors(obj, corners, truth["object"], truth["scan"],
+                                                             d.n)["object_nrmse_ramp"]
             rows.append(row)
             print(f"{name:18s} object {size:4d} px  ptyhpc rPIE {row['ptyhpc']:.4f}  Pty-chi rPIE batch 32 "
                   f"{row['ptychi batch 32']:.4f}, batch 8 {row['ptychi batch 8']:.4f}  ratio to the better "
@@ -112,11 +119,19 @@ def family(epochs: int) -> None:
                   f"{row['ptyhpc shift_px'][0]:+.2f}, {row['ptyhpc shift_px'][1]:+.2f} px), Pty-chi "
                   f"{row['ptychi registered']:.4f} ({row[better + ' shift_px'][0]:+.2f}, "
                   f"{row[better + ' shift_px'][1]:+.2f} px), ratio {row['ratio registered']:.2f}", flush=True)
+            if alphas:
+                print(f"{'':18s} ptyhpc rPIE with alpha " + ", ".join(
+                    f"{a}: {row[f'ptyhpc alpha {a}']:.4f} ({row[f'ptyhpc alpha {a}'] / row['ptychi']:.2f}x)"
+                    for a in alphas), flush=True)
+    for alpha in alphas:
+        worst = max(rows, key=lambda r: r[f"ptyhpc alpha {alpha}"] / r["ptychi"])
+        print(f"alpha {alpha}: largest ratio to Pty-chi {worst[f'ptyhpc alpha {alpha}'] / worst['ptychi']:.2f} "
+              f"({worst['set']})")
     failed = [r["set"] for r in rows if not np.isfinite(r["ptychi"])]
     print(f"ptyhpc no worse than Pty-chi on {sum(r['ratio'] <= 1 for r in rows)} of {len(rows)} sets "
           f"({sum(r['ratio registered'] <= 1 for r in rows)} registered); Pty-chi's result not finite on "
           f"{failed or 'none'}")
-    save("accuracy_family", {"ranks": [1], "epochs": epochs, "results": rows})
+    save("accuracy_family", {"ranks": [1], "epochs": epochs, "alphas": list(alphas), "results": rows})
 
 
 def convergence(name: str, checkpoints=(50, 100, 150), batches=(0, 8)) -> None:

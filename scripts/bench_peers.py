@@ -46,10 +46,12 @@ POSITION_START = 10
 """The epoch position correction starts in, for ptyhpc (its default) and Pty-chi alike."""
 
 
-def run_ptyhpc(tmp, data, probe, algorithm, epochs, ranks, correct=False, slices=None, fft="auto"):
+def run_ptyhpc(tmp, data, probe, algorithm, epochs, ranks, correct=False, slices=None, fft="auto", settings=()):
+    """ptyhpc's reconstruction of ``data`` from ``probe`` (``settings``: more ``KEY=VALUE`` for ``--set``): returns
+    (object or slices, corners it ends with, seconds per epoch)."""
     out = os.path.join(tmp, f"ptyhpc_{algorithm}_{ranks}{'_pc' if correct else ''}_{fft}.h5")
     ptyhpc("reconstruct", data, "-o", out, "--algorithm", algorithm, "--epochs", epochs, "--probe", probe,
-           "--no-preview", "--quiet", "--set", f"fft={fft}",
+           "--no-preview", "--quiet", "--set", f"fft={fft}", *[a for kv in settings for a in ("--set", kv)],
            *(["--correct-positions", "--set", f"position_start={POSITION_START}"] if correct else []),
            *(["--slices", slices[0], "--slice-spacing", slices[1]] if slices else []), ranks=ranks)
     r = read_product(out)
