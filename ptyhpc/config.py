@@ -37,13 +37,14 @@ class ReconConfig:
     """Refine the probe (from epoch ``probe_start``)."""
     probe_start: int = 0
     """First epoch in which the probe is updated."""
-    alpha: float = 0.07
+    alpha: float = 0.1
     """rPIE object regularisation alpha in [0, 1] (Maiden 2017, Eq. 6): how strongly the step is held back where
-    the object is weakly lit. Chosen on the family of scripts/bench_accuracy.py (``--family --alphas``: probes of
-    64 and 128 px, overlaps of 60 and 80 %, 1e5 and 1e7 photons, a held-out set; 50 epochs) as the value whose
-    worst error relative to Pty-chi's rPIE is smallest: 0.1 (Maiden's and Pty-chi's) converges slowly at 60 %
-    overlap and high dose (1.15x Pty-chi's error on the 128 px, 60 %, 1e7 member), smaller values amplify the
-    noise of the low-dose and 80 % members (0.02: 1.11x on the 64 px, 60 %, 1e5 one)."""
+    the object is weakly lit (Maiden's and Pty-chi's default). Smaller values converge faster where few positions
+    overlap and settle higher, the random batches' larger steps being noisier: on the accuracy family after 50
+    epochs (scripts/bench_accuracy.py ``--family --alphas``) 0.07 is no worse than Pty-chi's rPIE on every member
+    where 0.1 is 1.15x on one (128 px probe, 60 % overlap, 1e7 photons), but on the standard set after 100 epochs it
+    leaves 0.0343 against 0.0332, and on the two-slice test set it fits worse (misfit 672 against 635 after 100
+    epochs, two slices; 679 against 658, one slice), so 0.1 stays (development runs, 2026-12-01)."""
     beta: float = 1.0
     """rPIE probe regularisation; 1 gives the ePIE-like step normalised by max |O|^2, robust on real data."""
     noise: str = "gaussian"

@@ -38,12 +38,13 @@ def main():
     p.add_argument("--ranks", type=int, default=2)
     p.add_argument("--family", action="store_true", help="the family of sets against Pty-chi (see above)")
     p.add_argument("--alphas", type=float, nargs="*", default=[], help="with --family: rPIE alphas to sweep")
+    p.add_argument("--output", help="name of the record (default: accuracy, accuracy_family or accuracy_convergence)")
     p.add_argument("--convergence", metavar="SET", help="ptyhpc rPIE's error on one family member over epochs")
     args = p.parse_args()
     if args.family:
-        return family(args.epochs, args.alphas)
+        return family(args.epochs, args.alphas, args.output or "accuracy_family")
     if args.convergence:
-        return convergence(args.convergence)
+        return convergence(args.convergence, output=args.output or "accuracy_convergence")
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         data, probe = os.path.join(tmp, "sim.cxi"), os.path.join(tmp, "p0.npy")
@@ -59,7 +60,8 @@ def main():
                   f"{e['object_nrmse_ramp']:.4f}; probe NRMSE {e['probe_nrmse']:.4f}; final cost "
                   f"{e['final_cost']:.4g} ({costs['epochs']} epochs, {args.ranks} ranks)", flush=True)
         trajectory = dm_trajectory(data, probe, os.path.join(tmp, "sim_truth.h5"))
-    save("accuracy", {"ranks": [args.ranks], "epochs": args.epochs, "results": rows, "dm_trajectory": trajectory})
+    save(args.output or "accuracy", {"ranks": [args.ranks], "epochs": args.epochs, "results": rows,
+                                     "dm_trajectory": trajectory})
 
 
 def family_members() -> list:
@@ -81,7 +83,7 @@ def family_members() -> list:
     return members
 
 
-def family(epochs: int, alphas=()) -> None:
+def family(epochs: int, alphas=(), output="accuracy_family") -> None:
     import numpy as np
 
     from bench_peers import run_peer, run_ptyhpc, simulated_problem
@@ -131,10 +133,10 @@ def family(epochs: int, alphas=()) -> None:
     print(f"ptyhpc no worse than Pty-chi on {sum(r['ratio'] <= 1 for r in rows)} of {len(rows)} sets "
           f"({sum(r['ratio registered'] <= 1 for r in rows)} registered); Pty-chi's result not finite on "
           f"{failed or 'none'}")
-    save("accuracy_family", {"ranks": [1], "epochs": epochs, "alphas": list(alphas), "results": rows})
+    save(output, {"ranks": [1], "epochs": epochs, "alphas": list(alphas), "results": rows})
 
 
-def convergence(name: str, checkpoints=(50, 100, 150), batches=(0, 8)) -> None:
+def convergence(name: str, checkpoints=(50, 100, 150), batches=(0, 8), output="accuracy_convergence") -> None:
     import numpy as np
 
     from bench_peers import simulated_problem
@@ -162,7 +164,7 @@ def convergence(name: str, checkpoints=(50, 100, 150), batches=(0, 8)) -> None:
             rows.append({"batch": cfg.batch, "epochs": list(checkpoints), "nrmse_ramp": errors, "s_per_epoch": seconds})
             print(f"{name}: ptyhpc rPIE batch {cfg.batch:2d}: " + ", ".join(
                 f"{k} epochs {x:.4f}" for k, x in zip(checkpoints, errors)) + f"  ({seconds:.3f} s/epoch)", flush=True)
-    save("accuracy_convergence", {"ranks": [1], "set": name, "results": rows})
+    save(output, {"ranks": [1], "set": name, "results": rows})
 
 
 def dm_trajectory(data, probe, truth_path, step=10, total=60):
