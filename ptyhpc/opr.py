@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import physics
 from .backend import array_module
 
 DAMPING = 0.1
@@ -65,9 +66,8 @@ def weight_step(variable, patches, chi0):
     """(BATCH, C-1) the Gauss-Newton step of each position's weights: variable (BATCH, C-1, N, N) the shifted modes
     S_j V_c, patches (BATCH, N, N), chi0 (BATCH, N, N)."""
     a = variable * patches[:, None]
-    num = (a.conj() * chi0[:, None]).real.sum(axis=(2, 3))
-    den = (a.real ** 2 + a.imag ** 2).sum(axis=(2, 3))
-    return WEIGHT_GAIN * num / (den * (1 + DAMPING) + 1e-30)
+    num, den = physics.inner(a, chi0[:, None], 2), physics.inner(a, a, 2)
+    return (WEIGHT_GAIN * num / (den * (1 + DAMPING) + 1e-30)).astype(variable.real.dtype)
 
 
 def recentre(probe, modes, w, mean):

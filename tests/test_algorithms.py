@@ -117,10 +117,14 @@ def test_lsqml_delta_damps_the_weakly_lit_object_of_a_low_dose_scan():
 
 
 def test_lsqml_inner_products_are_the_real_parts_of_the_sums(xp):
-    """``lsqml.inner`` (the step sizes' terms, one dot product of real views per position) equals Re sum conj(a) b
-    per position summed in double precision, to 1e-6 of the largest term, on complex64 waves (BATCH, MODES, N,
-    N); a rank without positions in a batch gets an empty result."""
-    from ptyhpc.algorithms.lsqml import inner
+    """``physics.inner`` (LSQML's step sizes' terms, OPR's weight steps, the bilinear position gradient: one dot
+    product of real views per position) equals Re sum conj(a) b per position summed in double precision, to 1e-6
+    of the largest term, on complex64 waves (BATCH, MODES, N, N), also with leading axes that broadcast ((2, BATCH,
+    ...) against (BATCH, ...)); a rank without positions in a batch gets an empty result."""
+    from ptyhpc import physics
+
+    def inner(u, v):
+        return physics.inner(u, v, 3)
 
     rng = np.random.default_rng(5)
     shape = (6, 2, 32, 32)
@@ -132,3 +136,7 @@ def test_lsqml_inner_products_are_the_real_parts_of_the_sums(xp):
         assert got.dtype == np.float64 and got.shape == (6,)
         assert np.abs(got - ref).max() <= 1e-6 * np.abs(ref).max()
     assert asnumpy(inner(xp.asarray(a[:0]), xp.asarray(b[:0]))).shape == (0,)
+    pair = asnumpy(physics.inner(xp.asarray(np.stack([a, b])), xp.asarray(b), 3))
+    assert pair.shape == (2, 6)
+    assert np.abs(pair[0] - expect).max() <= 1e-6 * np.abs(expect).max()
+    assert np.abs(pair[1] - (abs(b.astype(np.complex128)) ** 2).sum(axis=(1, 2, 3))).max() <= 1e-6 * pair[1].max()

@@ -102,9 +102,9 @@ def step_sizes(comm, chi, d_op, d_po):
     solves the same systems for the whole batch. ``d_po`` None (probe fixed) reduces each to the object step.
     """
     xp = array_module(chi)
-    terms = [inner(d_op, d_op), inner(d_op, chi)]
+    terms = [physics.inner(d_op, d_op, 3), physics.inner(d_op, chi, 3)]
     if d_po is not None:
-        terms += [inner(d_po, d_po), inner(d_op, d_po), inner(d_po, chi)]
+        terms += [physics.inner(d_po, d_po, 3), physics.inner(d_op, d_po, 3), physics.inner(d_po, chi, 3)]
     a11, b1, *probe_terms = np.concatenate(comm.allgather(asnumpy(xp.stack(terms))), axis=1)
     if a11.size == 0:
         return 0.0, 0.0
@@ -127,7 +127,7 @@ def joint_steps(comm, chi, changes):
     xp = array_module(chi)
     k = len(changes)
     pairs = [(i, j) for i in range(k) for j in range(i, k)]
-    terms = [inner(changes[i], changes[j]) for i, j in pairs] + [inner(d, chi) for d in changes]
+    terms = [physics.inner(changes[i], changes[j], 3) for i, j in pairs] + [physics.inner(d, chi, 3) for d in changes]
     gathered = np.concatenate(comm.allgather(asnumpy(xp.stack(terms))), axis=1)
     if gathered.shape[1] == 0:
         return [0.0] * k
@@ -137,20 +137,6 @@ def joint_steps(comm, chi, changes):
     a[:, range(k), range(k)] += 0.5 * a[:, range(k), range(k)].mean(axis=0)
     steps = np.linalg.solve(a, gathered[len(pairs):].T[:, :, None])[:, :, 0]
     return steps.mean(axis=0).tolist()
-
-
-def inner(a, b):
-    """Re sum conj(a_j) b_j for each position j: ``a``, ``b`` (BATCH, ...) complex of one type -> (BATCH,) float64.
-    One dot product of the two real views per position (a batched matrix product: BLAS or cuBLAS, summing in the
-    working precision in blocks), where conj, product and a float64 sum made three passes and a copy (4x the time
-    on the CPU; the terms agree to 2e-7 of the largest)."""
-    xp = array_module(a)
-    if not len(a):
-        return xp.zeros(0, dtype=xp.float64)
-    real = a.real.dtype
-    rows = xp.ascontiguousarray(a).view(real).reshape(len(a), 1, -1)
-    cols = xp.ascontiguousarray(b).view(real).reshape(len(b), -1, 1)
-    return (rows @ cols)[:, 0, 0].astype(xp.float64)
 
 
 def multislice_batch(state, comm, cfg, m, chi, update_probe):
