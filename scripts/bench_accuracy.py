@@ -13,8 +13,8 @@ ptyhpc's rPIE with its defaults and by Pty-chi's rPIE with batch 32 (as in bench
 batch-32 rPIE diverges at 80 % overlap), the better of the two counting, for the same epochs from the same start;
 same scoring (object NRMSE, ramp removed), and the same registered (the best sub-pixel translation removed too:
 ``ptyhpc.compare.object_errors``). ``--alphas A ...`` adds ptyhpc's rPIE with each object regularisation alpha on
-every member (the sweep that chose the default, ptyhpc.config.ReconConfig.alpha) and prints each alpha's largest
-ratio to Pty-chi. Writes benchmarks/accuracy_family.json.
+every member (the sweep in ptyhpc.config.ReconConfig.alpha's note) and prints each alpha's largest ratio to
+Pty-chi. Writes benchmarks/accuracy_family.json (``--output NAME``: benchmarks/NAME.json, in every mode).
 
 ``--convergence SET``: how ptyhpc's rPIE converges on one member of the family (e.g. n128_o60_p1e+07): the object
 error (ramp removed) after 50, 100 and 150 epochs with its default batch and with a batch of 8, and the seconds
