@@ -116,7 +116,7 @@ def test_lsqml_delta_damps_the_weakly_lit_object_of_a_low_dose_scan():
     assert errors[0.1] < 0.93 * errors[0.01], errors
 
 
-def test_lsqml_inner_products_are_the_real_parts_of_the_sums(xp):
+def test_inner_products_are_the_real_parts_of_the_sums(xp):
     """``physics.inner`` (LSQML's step sizes' terms, OPR's weight steps, the bilinear position gradient: one dot
     product of real views per position) equals Re sum conj(a) b per position summed in double precision, to 1e-6
     of the largest term, on complex64 waves (BATCH, MODES, N, N), also with leading axes that broadcast ((2, BATCH,
