@@ -85,7 +85,8 @@ def _pyfftw():
     Imported with SciPy hidden unless something has loaded it already: pyFFTW's package imports scipy.fftpack
     only to offer its SciPy interfaces, which the planned transforms (:class:`PlannedFFTW`) do not use, and SciPy's
     FFT packages cost every process 25 MiB (VmRSS 61 against 86 MiB after importing NumPy, h5py, mpi4py and
-    pyFFTW on this project's 2-core development VM), the fixed share that keeps 4 ranks' memory above a quarter of one's.
+    pyFFTW on this project's 2-core development VM), part of the fixed share that keeps 4 ranks' memory above a
+    quarter of one's.
     ``import pyfftw.interfaces.scipy_fft`` (``fft = 'fftw'``) still works afterwards: it imports SciPy itself."""
     hide = "scipy" not in sys.modules
     if hide:
