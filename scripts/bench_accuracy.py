@@ -12,9 +12,9 @@ set's geometry with the other bundled images, ``simulate --images 1``, and 625 p
 ptyhpc's rPIE with its defaults and by Pty-chi's rPIE with batch 32 (as in bench_peers.py) and with batch 8 (its
 batch-32 rPIE diverges at 80 % overlap), the better of the two counting, for the same epochs from the same start;
 same scoring (object NRMSE, ramp removed), and the same registered (the best sub-pixel translation removed too:
-``ptyhpc.compare.object_errors``). ``--alphas A ...`` adds ptyhpc's rPIE with each object regularisation alpha on
-every member (the sweep in ptyhpc.config.ReconConfig.alpha's note) and prints each alpha's largest ratio to
-Pty-chi. Writes benchmarks/accuracy_family.json (``--output NAME``: benchmarks/NAME.json, in every mode).
+``ptyhpc.compare.object_errors``). ``--alphas A ...`` adds ptyhpc's rPIE with each object regularisation alpha,
+held from the first epoch (no ramp), on every member and prints each alpha's largest ratio to Pty-chi. Writes
+benchmarks/accuracy_family.json (``--output NAME``: benchmarks/NAME.json, in every mode).
 
 ``--convergence SET``: how ptyhpc's rPIE converges on one member of the family (e.g. n128_o60_p1e+07): the object
 error (ramp removed) after 50, 100 and 150 epochs with its default batch and with a batch of 8, and the seconds
@@ -111,7 +111,8 @@ def family(epochs: int, alphas=(), output="accuracy_family") -> None:
             row["ratio"] = row["ptyhpc"] / row["ptychi"]
             row["ratio registered"] = row["ptyhpc registered"] / row["ptychi registered"]
             for alpha in alphas:
-                obj, corners, _ = run_ptyhpc(tmp, data, probe, "rpie", epochs, 1, settings=[f"alpha={alpha}"])
+                obj, corners, _ = run_ptyhpc(tmp, data, probe, "rpie", epochs, 1,
+                                             settings=[f"alpha={alpha}", "alpha_ramp=0"])
                 row[f"ptyhpc alpha {alpha}"] = object_errors(obj, corners, truth["object"], truth["scan"],
                                                              d.n)["object_nrmse_ramp"]
             rows.append(row)
