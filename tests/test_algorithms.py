@@ -9,8 +9,9 @@ from ptyhpc.compare import object_errors, probe_error
 from ptyhpc.config import ReconConfig
 from ptyhpc.engine import Reconstruction
 
-# (settings, epochs, object NRMSE bound); measured on this machine: rPIE 0.031, LSQML 0.042, DM 0.054,
-# LSQML-Poisson 0.046, rPIE with 2 modes 0.034, rPIE complex128 0.031
+# (settings, epochs, object NRMSE bound); measured on this machine: rPIE 0.030, LSQML 0.042, DM 0.054,
+# LSQML-Poisson 0.046, rPIE with 2 modes 0.032, rPIE complex128 0.030 (rPIE with alpha's ramp, cbe4985: 0.031,
+# 0.034 and 0.031 with alpha 0.1 throughout)
 CASES = [
     (dict(algorithm="rpie"), 30, 0.038),
     (dict(algorithm="lsqml"), 30, 0.050),
@@ -53,7 +54,7 @@ def test_dm_with_the_power_bound_does_not_diverge(device):
 
 def test_compact_batching_also_converges(device):
     rec, errors, _ = run(dict(algorithm="rpie", batching="compact"), 30, device)
-    assert errors["object_nrmse_ramp"] <= 0.075  # measured 0.061
+    assert errors["object_nrmse_ramp"] <= 0.075  # measured 0.045 (0.061 with alpha 0.1 throughout)
 
 
 def test_probe_fixed_keeps_the_probe(device):
