@@ -9,9 +9,8 @@ from ptyhpc.compare import object_errors, probe_error
 from ptyhpc.config import ReconConfig
 from ptyhpc.engine import Reconstruction
 
-# (settings, epochs, object NRMSE bound); measured on this machine: rPIE 0.030, LSQML 0.042, DM 0.054,
-# LSQML-Poisson 0.046, rPIE with 2 modes 0.032, rPIE complex128 0.030 (rPIE with alpha's ramp, cbe4985: 0.031,
-# 0.034 and 0.031 with alpha 0.1 throughout)
+# (settings, epochs, object NRMSE bound); measured on this machine: rPIE 0.031, LSQML 0.042, DM 0.054,
+# LSQML-Poisson 0.046, rPIE with 2 modes 0.034, rPIE complex128 0.031
 CASES = [
     (dict(algorithm="rpie"), 30, 0.038),
     (dict(algorithm="lsqml"), 30, 0.050),
@@ -54,7 +53,7 @@ def test_dm_with_the_power_bound_does_not_diverge(device):
 
 def test_compact_batching_also_converges(device):
     rec, errors, _ = run(dict(algorithm="rpie", batching="compact"), 30, device)
-    assert errors["object_nrmse_ramp"] <= 0.075  # measured 0.045 (0.061 with alpha 0.1 throughout)
+    assert errors["object_nrmse_ramp"] <= 0.075  # measured 0.061
 
 
 def test_probe_fixed_keeps_the_probe(device):
@@ -106,6 +105,26 @@ def test_auto_device_is_the_default_and_uses_what_there_is():
     rec = Reconstruction(d, ReconConfig(), probe=p0)
     assert ReconConfig().device == "auto"
     assert (rec.xp is not np) == GPU
+
+
+def test_alpha_ramp_starts_fast_and_resumes_on_its_epoch(tmp_path):
+    """``alpha_ramp``: rPIE's alpha rising from 0.02 converges faster than 0.1 throughout where the data are good
+    (the small set at 1e7 photons, 30 epochs: measured 0.0165 against 0.0198), and the ramp follows the run's
+    epoch, not the process's: stopped at epoch 4 and resumed from the checkpoint, it ends where the uninterrupted
+    run ends, bit for bit."""
+    errors = {ramp: run(dict(algorithm="rpie", alpha_ramp=ramp), 30, photons=1e7, seed=2)[1]["object_nrmse_ramp"]
+              for ramp in (0, 50)}
+    assert errors[50] < 0.9 * errors[0], errors
+    d, _, p0 = small_dataset()
+    cfg = ReconConfig(algorithm="rpie", alpha_ramp=10, device="cpu")
+    whole = Reconstruction(d, cfg, probe=p0)
+    whole.iterate(7)
+    first = Reconstruction(d, cfg, probe=p0)
+    first.iterate(4, checkpoint=str(tmp_path / "ck.h5"), every=4)
+    resumed = Reconstruction(d, cfg, resume=str(tmp_path / "ck.h5"))
+    resumed.iterate(3)
+    assert np.array_equal(resumed.gather_object(), whole.gather_object())
+    assert ReconConfig(alpha_ramp=10).at_epoch(5).alpha == pytest.approx(0.06) and ReconConfig().at_epoch(0).alpha == 0.1
 
 
 def test_lsqml_delta_damps_the_weakly_lit_object_of_a_low_dose_scan():

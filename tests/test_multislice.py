@@ -52,8 +52,8 @@ def test_an_empty_second_slice_gives_the_single_slice_model(device):
 def test_two_slices_two_depths_of_field_apart(algorithm):
     """The small set's geometry through two slices 2 depths of field (2 dx^2 / lambda = 43 um) apart, 100 epochs
     from the usual starting probe. Measured: each slice's NRMSE (ramp removed) 0.1195 and 0.1132 (LSQML, batch 64,
-    its multislice default; 0.1206 / 0.1127 with 32), 0.1188 and 0.1127 (rPIE) with the default regularisation;
-    without it 0.127 / 0.121 and 0.131 / 0.126: the slices' smooth content, which propagation over 86 um hardly
+    its multislice default; 0.1206 / 0.1127 with 32), 0.1188 and 0.1126 (rPIE) with the default regularisation;
+    without it 0.127 / 0.121 and 0.127 / 0.122: the slices' smooth content, which propagation over 86 um hardly
     changes, drifts between them unless pulled towards an even share. The two-slice model fits the data better
     than one slice (misfit per pattern 662 against 698, LSQML at batch 32). The issue's 0.12 per slice."""
     d, truth, p0 = thick_dataset()
