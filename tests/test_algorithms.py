@@ -124,7 +124,8 @@ def test_alpha_ramp_starts_fast_and_resumes_on_its_epoch(tmp_path):
     resumed = Reconstruction(d, cfg, resume=str(tmp_path / "ck.h5"))
     resumed.iterate(3)
     assert np.array_equal(resumed.gather_object(), whole.gather_object())
-    assert ReconConfig(alpha_ramp=10).at_epoch(5).alpha == pytest.approx(0.06) and ReconConfig().at_epoch(0).alpha == 0.1
+    assert ReconConfig(alpha_ramp=10).at_epoch(5).alpha == pytest.approx(0.06)
+    assert ReconConfig().at_epoch(0).alpha == 0.1
 
 
 def test_lsqml_delta_damps_the_weakly_lit_object_of_a_low_dose_scan():
