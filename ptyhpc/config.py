@@ -46,11 +46,12 @@ class ReconConfig:
     fast there but carry the noise of the random batches with them: the error stops falling at a level the larger
     alpha avoids. Rising from small to 0.1 keeps the fast start and the low end: on one rank, on the accuracy
     family after 50 epochs no member more than 2.2 % worse than 0.1 throughout and up to 0.68x of it, every member
-    no worse than Pty-chi. Not the default: on 4 ranks rPIE then trails 1 rank further (README, "rPIE's alpha: a
-    ramp")."""
-    alpha_ramp: int = 0
-    """Epochs over which rPIE's alpha rises from ``alpha_start`` to ``alpha``; 0 = ``alpha`` throughout (50 is
-    what the family was measured with)."""
+    no worse than Pty-chi (README, "rPIE's alpha: a ramp")."""
+    alpha_ramp: int = 50
+    """Epochs over which rPIE's alpha rises from ``alpha_start`` to ``alpha``; 0 = ``alpha`` throughout. On
+    several ranks the tiles' overlaps are averaged after every batch while alpha rises (``sync_every`` 1, unless
+    it is 0): averaged every 4th batch, the ranks' large early steps in the overlaps left 4 ranks 1.11x of one
+    rank's error on the small test set, after every batch 1.08x (1.08x with 0.1 throughout)."""
     beta: float = 1.0
     """rPIE probe regularisation; 1 gives the ePIE-like step normalised by max |O|^2, robust on real data."""
     noise: str = "gaussian"
@@ -73,8 +74,9 @@ class ReconConfig:
     """Hold the probe's total power at the mean measured intensity per pattern after every epoch."""
     sync_every: int = 4
     """rPIE on several ranks: average the overlapping strips of the tiles with the neighbours every k batches and
-    at the end of every epoch (0: only there). The probes are averaged after every batch whatever k is.
-    scripts/bench_scaling.py measures error and time for k = 1, 4 and 16."""
+    at the end of every epoch (0: only there), from the end of alpha's ramp on (every batch before it, see
+    ``alpha_ramp``). The probes are averaged after every batch whatever k is. scripts/bench_scaling.py measures
+    error and time for k = 1, 4 and 16."""
     subpixel: str = "auto"
     """Sub-pixel shift of the probe: 'bilinear' (interpolation, cheapest; blurs by up to half a pixel), 'fourier'
     (exact phase ramp, one FFT pair more per batch) or 'auto' (fourier with position correction, which it makes
@@ -194,11 +196,12 @@ class ReconConfig:
 
     def at_epoch(self, epoch: int) -> "ReconConfig":
         """The settings in force in epoch ``epoch`` (0 the first): rPIE's ``alpha`` on its ramp (see
-        ``alpha_start``); these settings themselves from the ramp's end on."""
+        ``alpha_start``) and the overlaps averaged after every batch (see ``alpha_ramp``); these settings
+        themselves from the ramp's end on."""
         if epoch >= self.alpha_ramp:
             return self
         return dataclasses.replace(self, alpha=self.alpha_start + (self.alpha - self.alpha_start) * epoch /
-                                   self.alpha_ramp)
+                                   self.alpha_ramp, sync_every=min(self.sync_every, 1))
 
     def replace(self, **changes) -> "ReconConfig":
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
