@@ -46,12 +46,15 @@ class ReconConfig:
     fast there but carry the noise of the random batches with them: the error stops falling at a level the larger
     alpha avoids. Rising from small to 0.1 keeps the fast start and the low end: on one rank, on the accuracy
     family after 50 epochs no member more than 2.2 % worse than 0.1 throughout and up to 0.68x of it, every member
-    no worse than Pty-chi (README, "rPIE's alpha: a ramp")."""
-    alpha_ramp: int = 50
-    """Epochs over which rPIE's alpha rises from ``alpha_start`` to ``alpha``; 0 = ``alpha`` throughout. On
-    several ranks the tiles' overlaps are averaged after every batch while alpha rises (``sync_every`` 1, unless
-    it is 0): averaged every 4th batch, the ranks' large early steps in the overlaps left 4 ranks 1.11x of one
-    rank's error on the small test set, after every batch 1.08x (1.08x with 0.1 throughout)."""
+    no worse than Pty-chi. Not the default: on several ranks it needs the overlaps averaged after every batch
+    (``alpha_ramp``), which took rPIE's 1 -> 2 rank efficiency from 0.86 to 0.76 (README, "rPIE's alpha: a
+    ramp")."""
+    alpha_ramp: int = 0
+    """Epochs over which rPIE's alpha rises from ``alpha_start`` to ``alpha``; 0 = ``alpha`` throughout (50 is
+    what the family was measured with). On several ranks the tiles' overlaps are averaged after every batch while
+    alpha rises (``sync_every`` 1, unless it is 0): averaged every 4th batch, the ranks' large early steps in the
+    overlaps left 4 ranks 1.11x of one rank's error on the small test set, after every batch 1.08x (1.08x with 0.1
+    throughout)."""
     beta: float = 1.0
     """rPIE probe regularisation; 1 gives the ePIE-like step normalised by max |O|^2, robust on real data."""
     noise: str = "gaussian"
