@@ -8,10 +8,11 @@ replaced by the measured one):
 
 rPIE is sequential: each rank updates its own tile and its copy of the probe with its own batches. The probes are
 averaged (weighted by positions) after every batch, a small all-reduce; the overlaps of the tiles are averaged
-(weighted by illumination) with the neighbours every ``sync_every`` batches and at the end of every epoch. The
-probe is what must not drift apart between ranks (every rank's next batch uses it everywhere on its tile), while
-an overlap is only a strip along the tile's border; scripts/bench_scaling.py measures the error and the time
-for several ``sync_every``. The result is not bit-equal to one rank; its error is.
+(weighted by illumination) with the neighbours every ``sync_every`` batches (after every batch while alpha rises,
+``ReconConfig.at_epoch``) and at the end of every epoch. The probe is what must not drift apart between ranks
+(every rank's next batch uses it everywhere on its tile), while an overlap is only a strip along the tile's border;
+scripts/bench_scaling.py measures the error and the time for several ``sync_every``. The result is not bit-equal
+to one rank; its error is.
 """
 from __future__ import annotations
 
