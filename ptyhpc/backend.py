@@ -330,10 +330,10 @@ def limit_threads(ranks_on_node: int, blas_one: bool = False) -> None:
     second thread to gain), and an idle OpenBLAS thread spins for a while after each product, taking the core an
     FFT thread needs: with two BLAS threads beside two FFTW threads on 2 cores an rPIE epoch took 0.554 s, beside
     one 0.148 s, and one FFTW thread beside two BLAS threads 0.156 s (scripts/bench_threads.py at c903314; with
-    scipy's FFTs BLAS's count hardly matters, 0.179 and 0.177 s). BLAS is not limited at run time in a lone
-    process because one BLAS thread in a stream process (set here or by OPENBLAS_NUM_THREADS=1) makes its frames
-    subscription miss a restarted server in about half of the runs (tests/test_stream.py, restarts; not
-    understood: the README's streaming section says what is known). ``ptyhpc/__init__`` sets BLAS's threads
+    scipy's FFTs BLAS's count hardly matters, 0.179 and 0.177 s). A lone process leaves BLAS to its environment,
+    0.156 s against the best, 0.148. (Until 7023d3f a further reason was that one BLAS thread in a stream process
+    made the restarting-server test fail in about half of its runs; pvAccess' slow search for a lost server, which
+    io.pva.Subscription now cuts short, is the likely cause.) ``ptyhpc/__init__`` sets BLAS's threads
     through the environment under mpiexec when it is imported before NumPy; this runtime limit (threadpoolctl)
     covers the other cases.
     """

@@ -269,10 +269,11 @@ class Subscription:
     Why: pvAccess searches for a channel without a server at intervals that double (from 0.225 s to about 30 s), and
     sooner only when a new server's beacon makes it. Over loopback with a unicast address list
     (EPICS_PVA_ADDR_LIST=127.0.0.1, how the tests and the demo run), a server restarted 2-5 s after the first
-    stopped was found by a channel left to pvAccess 0.7-3.8 s after the server's first update, once not within its 6
-    s, and by the two channels of one server at different times in 7 of 8 trials: a stream lost what the restarted
-    detector sent meanwhile, or kept its positions without its frames. Made anew every second, they found it after
-    0.08-0.48 s, both together (``scripts/bench_reconnect.py``). With pvAccess' default broadcast search it was
+    stopped was found by channels left to pvAccess 0.05-3.7 s after the server's first update (median 2.4 s), the
+    two channels of one server at different times in 6 of 10 trials (once 0.05 and 3.7 s; in an earlier run one not
+    within its 6 s): a stream lost what the restarted detector sent meanwhile, or kept its positions without its
+    frames. Made anew every second, they found it after 0.04-0.48 s (median 0.17 s), both together
+    (``scripts/bench_reconnect.py``, ``benchmarks/reconnect.json``). With pvAccess' default broadcast search it was
     quicker, under 0.4 s, but missed one channel in 22 development runs too. A channel made anew searches at
     once."""
 
