@@ -150,11 +150,12 @@ class Receiver:
     """Subscribes to the frames and positions channels and joins what arrives (``joiner``).
 
     Updates are queued by pvapy's C++ layer (``Channel.qMonitor`` into a ``PvObjectQueue``, asking the server for a
-    queue of its own too) and drained by :meth:`status` and :meth:`take` in the caller's thread: nothing in the
-    network path waits for Python. (Python callbacks instead wait for the GIL, which an epoch holds: measured 850
-    of 2,100 frames lost at 100 Hz, and with pvapy's own callback queue whole position chunks were lost.) With
-    ``group`` the frames come through pvapy's data distributor, this receiver taking its turn with the other
-    ranks' ``Share``; theirs are handed over with :meth:`add_frames`."""
+    queue of its own too; each channel a :class:`Subscription`, made anew while it has no server) and drained by
+    :meth:`status` and :meth:`take` in the caller's thread: nothing in the network path waits for Python. (Python
+    callbacks instead wait for the GIL, which an epoch holds: measured 850 of 2,100 frames lost at 100 Hz, and with
+    pvapy's own callback queue whole position chunks were lost.) With ``group`` the frames come through pvapy's data
+    distributor, this receiver taking its turn with the other ranks' ``Share``; theirs are handed over with
+    :meth:`add_frames`."""
 
     def __init__(self, frames_channel: str | list, positions_channel: str, fields: dict | None = None,
                  group: str = ""):
@@ -281,6 +282,7 @@ class Subscription:
         self._pva, self.name, self.request = pva, name, request
         self.reopened = 0
         """How often the channel was made anew."""
+        self.closed = False
         self._open()
 
     def _open(self) -> None:
@@ -300,7 +302,7 @@ class Subscription:
     def take(self) -> list:
         """The updates (PvObjects) received since the last call, in order of arrival."""
         out = self._drain(self.queue)
-        if time.monotonic() - self.opened >= REOPEN and not self.channel.isConnected():
+        if not self.closed and time.monotonic() - self.opened >= REOPEN and not self.channel.isConnected():
             queue = self.queue
             _stop(self.channel)
             self._open()
@@ -309,6 +311,8 @@ class Subscription:
         return out
 
     def close(self) -> None:
+        """Stop the monitor (what it queued can still be taken; the channel is not made anew after this)."""
+        self.closed = True
         _stop(self.channel)
 
 
