@@ -297,6 +297,7 @@ def _stream(args) -> int:
 
         report = joiner.report(args.expected)
         report.update(result)
+        report["channels_made_anew"] = receiver.reopened()
         order = np.argsort(live.triggers, kind="stable")  # the joined scan in trigger order, as the product
         cxi.write(stem + ".scan.cxi", Rows(live.frames, order), np.asarray(live.x)[order],
                   np.asarray(live.y)[order], args.energy_ev, args.distance, args.detector_pixel,

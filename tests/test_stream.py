@@ -267,6 +267,7 @@ def test_a_frames_server_that_restarts_mid_scan(tmp_path, pva_env, gap):
     report = json.loads((tmp_path / "out.stream.json").read_text())
     assert report["joined"] == 150 and report["conflicts"] == 0 and report["why"] == "end marker", report
     assert report["duplicate_frames"] >= 50, report  # the restarted server's first 60 frames again
+    assert min(report["channels_made_anew"].values()) >= 1, report  # away for longer than REOPEN
     d = load(data)
     original = np.fft.fftshift(d.read_patterns(np.arange(150)).intensity, axes=(-2, -1))
     with h5py.File(tmp_path / "out.scan.cxi") as f:

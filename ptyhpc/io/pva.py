@@ -233,6 +233,10 @@ class Receiver:
         self._drain()
         return self.joiner.take()
 
+    def reopened(self) -> dict:
+        """How often each of this receiver's channels was made anew ({channel: count}; :class:`Subscription`)."""
+        return {s.name: s.reopened for s in [*self.frames.subscriptions, self.positions]}
+
     def close(self) -> Joiner:
         self.frames.close()
         self.positions.close()
