@@ -162,7 +162,6 @@ class Receiver:
         pva = _pva()
         self.fields = dict(FIELDS, **(fields or {}))
         """Which fields of a positions update hold the trigger counts, x, y and the end flag (``FIELDS``)."""
-        self._pva = pva
         self.names = (", ".join(channels(frames_channel)), positions_channel)
         self.joiner = Joiner()
         self.last_arrival = {"frames": None, "positions": None}
