@@ -275,6 +275,28 @@ def test_a_frames_server_that_restarts_mid_scan(tmp_path, pva_env, gap):
         assert np.array_equal(f["entry_1/instrument_1/detector_1/data"][()], original[triggers - 1])
 
 
+def test_a_stream_started_long_before_the_detector(tmp_path, pva_env):
+    """The stream is started 16 s before the detector's server (as at a beamline: the reconstruction waits for the
+    scan). pvAccess alone would search for the channels next about 29 s after it made them, when the server (sending
+    3 s after it starts, for 1.5 s) is gone: with REOPEN infinite the stream received nothing in its 60 s (2 of 2
+    runs). Made anew every second, they find it before it sends: every frame joined."""
+    data = tmp_path / "s.cxi"
+    subprocess.run([sys.executable, "-m", "ptyhpc", "simulate", data, *SMALL], check=True, capture_output=True)
+    out = tmp_path / "out.h5"
+    stream = subprocess.Popen([sys.executable, "-m", "ptyhpc", "stream", "--frames", "t10:frames", "--positions",
+                               "t10:positions", "-o", out, *GEOMETRY, "--quiet", "--no-preview", "--timeout", "60",
+                               "--final-epochs", "2"], env=pva_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    time.sleep(16)
+    replay = _replay(pva_env, data, "t10", "--rate", "100", "--positions-chunk", "10")
+    _, err = stream.communicate(timeout=180)
+    replay.wait(timeout=60)
+    assert stream.returncode == 0, err
+    report = json.loads((tmp_path / "out.stream.json").read_text())
+    assert report["joined"] == 150 and report["why"] == "end marker", report
+    assert min(report["channels_made_anew"].values()) >= 1, report
+
+
 def test_a_profile_names_the_channels_and_the_position_fields(tmp_path, pva_env):
     """A beamline's own positions layout ({triggerCount, posX, posY}, no end flag) served by a plain pvapy server,
     read through a TOML profile: channel names, fields, geometry and --expected from the profile; every frame
