@@ -47,7 +47,7 @@ class ReconConfig:
     alpha avoids. Rising from small to 0.1 keeps the fast start and the low end: on one rank, on the accuracy
     family after 50 epochs no member more than 2.2 % worse than 0.1 throughout and up to 0.68x of it, every member
     no worse than Pty-chi. Not the default: on several ranks it needs the overlaps averaged after every batch
-    (``alpha_ramp``), which made its 50 epochs 16 % slower on 2 ranks for an error 1 % lower after 100 epochs
+    (:meth:`at_epoch`), which made its 50 epochs 16 % slower on 2 ranks for an error 1 % lower after 100 epochs
     (scripts/bench_scaling.py; README, "rPIE's alpha: a ramp")."""
     alpha_ramp: int = 0
     """Epochs over which rPIE's alpha rises from ``alpha_start`` to ``alpha``; 0 = ``alpha`` throughout (50 is
