@@ -120,7 +120,7 @@ def _reconstruct(args) -> int:
     from .engine import Reconstruction, in_geometry, signals, stderr_progress
 
     comm = world()
-    rank = comm.Get_rank() if comm is not None else 0
+    rank = comm.rank
     _config(args)  # settings errors before the input is opened
     if args.checkpoint_every < 0:
         raise ValueError(f"--checkpoint-every {args.checkpoint_every}: must be >= 0")
@@ -242,7 +242,7 @@ def _stream(args) -> int:
     from .stream import Live, Rows, run
 
     comm = world()
-    rank = comm.Get_rank() if comm is not None else 0
+    rank = comm.rank
     fields = _stream_profile(args)
     for key, value in STREAM_DEFAULTS.items():
         if getattr(args, key) is None:
@@ -267,8 +267,8 @@ def _stream(args) -> int:
     live = Live(cfg, comm, args.energy_ev, args.distance, args.detector_pixel, probe=probe, log=log.info)
     if args.route not in ("receiver", "distributor"):
         raise ValueError(f"--route: 'receiver' or 'distributor', not {args.route!r}")
-    distributed = args.route == "distributor" and comm is not None and comm.Get_size() > 1
-    group = comm.bcast(f"ptyhpc-{os.getpid()}", root=0) if distributed else ""  # this job's ranks, no other's
+    distributed = args.route == "distributor" and comm.size > 1
+    group = comm.bcast(f"ptyhpc-{os.getpid()}") if distributed else ""  # this job's ranks, no other's
     receiver = preview = share = None
     from .io import pva
 
@@ -718,18 +718,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _fail(message: str) -> int:
     """Print one line (with the rank when there are several) and end every rank."""
-    comm = None
-    if "mpi4py.MPI" in sys.modules:
-        comm = sys.modules["mpi4py.MPI"].COMM_WORLD
-    size = comm.Get_size() if comm is not None else 1
-    prefix = f"ptyhpc: error (rank {comm.Get_rank()} of {size})" if size > 1 else "ptyhpc: error"
+    from .comm import started
+
+    ranks = started()
+    prefix = f"ptyhpc: error (rank {ranks.rank} of {ranks.size})" if ranks.size > 1 else "ptyhpc: error"
     sys.stderr.write(f"{prefix}: {message}\n")
     sys.stderr.flush()
-    if size > 1:
+    if ranks.size > 1:
         import time
 
         time.sleep(0.5)  # let mpiexec forward the line: MPI_Abort can kill the forwarding proxy before it does
-        comm.Abort(2)
+        ranks.abort(2)
     return 2
 
 

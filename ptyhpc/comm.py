@@ -1,8 +1,12 @@
 """The only module that knows MPI.
 
-:class:`TileComm` is what algorithms see: ``allreduce`` for small global sums (probe, costs, step sizes) and
-``accumulate`` / ``exchange``, the planned halo operations between neighbouring tiles. Built from ``None`` it is
-the single-process stand-in with the same interface, so no algorithm ever asks whether it runs in parallel.
+:class:`Ranks` is the job's ranks as the rest of ptyhpc sees them: this rank's index, their count, the ranks that
+share a node, and the few collectives outside the halo exchange (broadcast from rank 0, gather to rank 0, a
+rank's piece sent to rank 0, barrier, abort). :class:`TileComm` adds what algorithms see: ``allreduce`` for small
+global sums (probe, costs, step sizes) and ``accumulate`` / ``exchange``, the planned halo operations between
+neighbouring tiles. Built from ``None`` either is the single-process stand-in with the same interface, so no
+algorithm, reader or writer ever asks whether it runs in parallel. The one thing handed on is the communicator
+itself (``Ranks.mpi``) to parallel HDF5 (h5py's ``mpio`` driver, ``io.h5.open_file``), which calls MPI itself.
 
 GPU buffers: when the MPI library is CUDA-aware (detected, or forced with ``PTYHPC_CUDA_AWARE=1``/``0``), CuPy
 arrays go to mpi4py's upper-case methods directly after the current stream is synchronised; otherwise they are
@@ -11,6 +15,7 @@ staged through host memory.
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 
@@ -20,13 +25,78 @@ from .partition import Partition, intersect
 _TAG_HALO = 17
 
 
-def world():
-    """mpi4py's COMM_WORLD, or None where mpi4py is not installed (a serial install)."""
+class Ranks:
+    """The ranks of one job (an mpi4py communicator), or one process (``None``) with the same interface.
+
+    ``rank``, ``size``: this rank's index and the count. ``mpi``: the communicator when there are several ranks,
+    None on one: for parallel HDF5 only (see the module's docstring). :meth:`of` takes a communicator, None or a
+    Ranks, so callers may pass any of them.
+    """
+
+    def __init__(self, mpi_comm=None):
+        self.size = mpi_comm.Get_size() if mpi_comm is not None else 1
+        self.rank = mpi_comm.Get_rank() if mpi_comm is not None else 0
+        self.mpi = mpi_comm if self.size > 1 else None
+
+    @classmethod
+    def of(cls, comm) -> "Ranks":
+        """``comm`` itself when it is a Ranks (a TileComm too), else the Ranks of the communicator (or None)."""
+        return comm if isinstance(comm, Ranks) else cls(comm)
+
+    def node(self) -> tuple[int, int]:
+        """(this rank's index among the ranks on its node, how many ranks share the node)."""
+        if self.mpi is None:
+            return 0, 1
+        from mpi4py import MPI
+
+        node = self.mpi.Split_type(MPI.COMM_TYPE_SHARED)
+        try:
+            return node.Get_rank(), node.Get_size()
+        finally:
+            node.Free()
+
+    def bcast(self, value):
+        """Rank 0's ``value`` (any picklable object) on every rank."""
+        return self.mpi.bcast(value, root=0) if self.mpi is not None else value
+
+    def gather(self, value) -> list | None:
+        """[value of rank 0, value of rank 1, ...] on rank 0, None on the others (picklable values)."""
+        return self.mpi.gather(value, root=0) if self.mpi is not None else [value]
+
+    def send(self, value, tag: int) -> None:
+        """Send ``value`` to rank 0 (which takes it with :meth:`receive`): one rank's piece at a time, where a
+        gather would make rank 0 hold every rank's at once."""
+        self.mpi.send(value, dest=0, tag=tag)
+
+    def receive(self, source: int, tag: int):
+        """On rank 0: the value rank ``source`` sent with ``tag``."""
+        return self.mpi.recv(source=source, tag=tag)
+
+    def barrier(self) -> None:
+        if self.mpi is not None:
+            self.mpi.Barrier()
+
+    def abort(self, code: int) -> None:
+        """End every rank of the job (MPI_Abort) with exit status ``code``; nothing on one process."""
+        if self.mpi is not None:
+            self.mpi.Abort(code)
+
+
+def world() -> Ranks:
+    """The ranks of mpi4py's COMM_WORLD (MPI is started here if it was not), or one process where mpi4py is not
+    installed (a serial install)."""
     try:
         from mpi4py import MPI
     except ImportError:
-        return None
-    return MPI.COMM_WORLD
+        return Ranks(None)
+    return Ranks(MPI.COMM_WORLD)
+
+
+def started() -> Ranks:
+    """COMM_WORLD's ranks when this process has started MPI already (mpi4py.MPI imported), else one process:
+    never starts MPI itself (what an error path needs, which may run before anything parallel did)."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    return Ranks(mpi.COMM_WORLD if mpi is not None else None)
 
 
 def cuda_aware() -> bool:
@@ -59,21 +129,20 @@ def _pinned_copy(block):
     return out
 
 
-class TileComm:
+class TileComm(Ranks):
     """Collectives over the ranks of one reconstruction, and the halo exchange planned from its partition.
 
     Parameters
     ----------
-    mpi_comm : mpi4py communicator or None
+    comm : Ranks, mpi4py communicator or None
         None (or a communicator of size 1) gives the serial stand-in.
     partition : Partition
         Its ``size`` must equal the communicator's.
     """
 
-    def __init__(self, mpi_comm, partition: Partition):
-        self.mpi = mpi_comm if (mpi_comm is not None and mpi_comm.Get_size() > 1) else None
-        self.rank = mpi_comm.Get_rank() if mpi_comm is not None else 0
-        self.size = mpi_comm.Get_size() if mpi_comm is not None else 1
+    def __init__(self, comm, partition: Partition):
+        ranks = Ranks.of(comm)
+        self.mpi, self.rank, self.size = ranks.mpi, ranks.rank, ranks.size
         if partition.size != self.size:
             raise ValueError(f"partition has {partition.size} tiles but the communicator {self.size} ranks")
         self.partition = partition

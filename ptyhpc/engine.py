@@ -24,7 +24,7 @@ import numpy as np
 from . import opr, physics, positions
 from .algorithms import ALGORITHMS
 from .backend import DTYPES, asnumpy, describe, get_xp, limit_threads, synchronize, use_cpu_fft
-from .comm import TileComm
+from .comm import Ranks, TileComm
 from .config import ReconConfig
 from .io.dataset import InputError, in_near_field
 from .partition import bisection_order, partition, stratified_batches
@@ -76,7 +76,7 @@ class Reconstruction:
     ----------
     dataset : ptyhpc.io.Dataset
     cfg : ReconConfig
-    mpi_comm : mpi4py communicator or None
+    mpi_comm : comm.Ranks, an mpi4py communicator or None
     probe : (MODES, N, N) complex, optional initial probe (else the file's, else one made from the mean pattern);
         rescaled so sum |P|^2 equals the mean measured intensity per pattern
     obj : (H, W) complex, optional initial object (else 1 everywhere); each rank keeps only its tile
@@ -87,10 +87,10 @@ class Reconstruction:
     def __init__(self, dataset, cfg: ReconConfig, mpi_comm=None, probe=None, obj=None, log=None, resume=None):
         dataset = in_geometry(dataset, cfg)
         self.dataset, self.cfg = dataset, cfg
-        rank = mpi_comm.Get_rank() if mpi_comm is not None else 0
-        size = mpi_comm.Get_size() if mpi_comm is not None else 1
+        ranks = Ranks.of(mpi_comm)
+        rank, size = ranks.rank, ranks.size
         self.log = log or (lambda msg: None)
-        local_rank, local_size = _node_rank(mpi_comm)
+        local_rank, local_size = ranks.node()
         use_cpu_fft(cfg.fft)
         limit_threads(local_size, blas_one=cfg.fft == "fftw")
         self.xp = get_xp(cfg.device, local_rank=local_rank)
@@ -102,12 +102,11 @@ class Reconstruction:
         self.partition = partition(dataset.scan, dataset.n, dataset.object_shape, size,
                                    margin=_position_margin(dataset, cfg, resume),
                                    reach=int(np.ceil(4 * self.unresolved)))
-        self.comm = TileComm(mpi_comm, self.partition)
-        self.mpi = mpi_comm
+        self.comm = TileComm(ranks, self.partition)
         self.detector = detector_of(dataset)
         tile = self.partition.tiles[rank]
         idx = self.partition.indices(rank)
-        measured = dataset.read_patterns(idx, mpi_comm)
+        measured = dataset.read_patterns(idx, ranks)
         patterns = measured.intensity
         total, *masked = self.comm.allreduce(_read_counts(measured))  # one collective
         if not total > 0:
@@ -125,7 +124,7 @@ class Reconstruction:
         if resume is not None:
             from .io.product import read_checkpoint
 
-            ck = read_checkpoint(resume, dataset, tile.box, idx, mpi_comm)
+            ck = read_checkpoint(resume, dataset, tile.box, idx, ranks)
             probe, obj = ck["probe"], None
             h = self.history
             h.epochs, h.costs, h.seconds = (ck["arrays"][k].tolist() for k in ("epochs", "costs", "seconds"))
@@ -340,11 +339,9 @@ class Reconstruction:
 
     def gather_object(self) -> np.ndarray | None:
         """The whole object on rank 0 (None elsewhere), core by core. For tests and small objects only."""
-        cores = [(self.state.tile.core, self.core())]
-        if self.mpi is not None and self.mpi.Get_size() > 1:
-            cores = self.mpi.gather(cores[0], root=0)
-            if self.mpi.Get_rank() != 0:
-                return None
+        cores = self.comm.gather((self.state.tile.core, self.core()))
+        if cores is None:
+            return None
         out = np.ones(self.state.obj.shape[:-2] + tuple(self.dataset.object_shape), dtype=self.state.obj.dtype)
         for (y0, y1, x0, x1), c in cores:
             out[..., y0:y1, x0:x1] = c
@@ -388,7 +385,7 @@ class Reconstruction:
         write_product(path, shape=d.object_shape, core_box=self.state.tile.core, core=core,
                       probe=probe, scan=self.gather_scan(), recorded_scan=d.scan, n=d.n, opr=self.gather_opr(), pixel_size=d.pixel_size,
                       wavelength=d.wavelength, distance=d.distance,
-                      losses=list(zip(self.history.epochs, self.history.costs)), comm=self.mpi, extra=info,
+                      losses=list(zip(self.history.epochs, self.history.costs)), comm=self.comm, extra=info,
                       layer_spacing=self.cfg.slice_spacing_m if self.cfg.slices > 1 else None,
                       checkpoint=checkpoint)
 
@@ -465,17 +462,6 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _node_rank(mpi_comm) -> tuple[int, int]:
-    """(this rank's index among the ranks on its node, how many ranks share the node)."""
-    if mpi_comm is None:
-        return 0, 1
-    from mpi4py import MPI
-
-    node = mpi_comm.Split_type(MPI.COMM_TYPE_SHARED)
-    try:
-        return node.Get_rank(), node.Get_size()
-    finally:
-        node.Free()
 
 
 def stderr_progress(total: int):

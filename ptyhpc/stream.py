@@ -18,6 +18,7 @@ from dataclasses import replace
 import numpy as np
 
 from .backend import asnumpy
+from .comm import Ranks
 from .config import ReconConfig
 from .engine import Reconstruction
 from .io.dataset import from_arrays
@@ -50,11 +51,12 @@ class Rows:
 
 
 class Live:
-    """The growing scan and its reconstruction on the ranks of ``comm`` (every rank makes one)."""
+    """The growing scan and its reconstruction on the ranks of ``comm`` (``comm.Ranks``, an mpi4py communicator or
+    None; every rank makes one)."""
 
     def __init__(self, cfg: ReconConfig, comm, energy_ev: float, distance: float, detector_pixel: float,
                  probe=None, log=None):
-        self.cfg, self.comm, self.log = cfg, comm, log or (lambda m: None)
+        self.cfg, self.comm, self.log = cfg, Ranks.of(comm), log or (lambda m: None)
         self.geometry = (wavelength_from_ev(energy_ev), distance, detector_pixel)
         self.frames, self.x, self.y, self.triggers = [], [], [], []
         self.rec, self.built_triggers, self.epochs_run = None, np.zeros(0, np.int64), 0
@@ -102,7 +104,7 @@ class Live:
         if self.rec is not None:
             probe = asnumpy(self.rec.state.probe)
             old = self.rec.gather_object()
-            old = self.comm.bcast(old, root=0) if self.comm is not None else old
+            old = self.comm.bcast(old)
             shared = np.searchsorted(triggers, self.built_triggers)  # the old positions among the new ones
             shift = np.round(np.median(d.scan[shared] - self.rec.dataset.scan, axis=0)).astype(int)
             obj = np.ones(d.object_shape, dtype=np.complex64)
@@ -126,15 +128,15 @@ def run(live: Live, receiver, expected, quiet: float, timeout: float, final_epoc
     step carries what joined, whether the scan is over and whether a preview or snapshot is due. Collective.
     Returns timings (seconds from the first frame), why the scan ended and the snapshots written."""
     comm = live.comm
-    rank = comm.Get_rank() if comm is not None else 0
+    rank = comm.rank
     timings, why, snapshots = {}, None, 0
     last = {"preview": -np.inf, "snapshot": time.monotonic()}
     """When rank 0 last published a preview and wrote a snapshot."""
-    handed = np.zeros(comm.Get_size() if comm is not None else 1, dtype=np.int64)
+    handed = np.zeros(comm.size, dtype=np.int64)
     """Frames each rank received from the distributor and handed to rank 0 (rank 0's own: ``receiver.own``)."""
     while True:
-        if distributed and comm is not None:
-            parts = comm.gather(share.take() if share is not None else [], root=0)
+        if distributed:
+            parts = comm.gather(share.take() if share is not None else [])
             if rank == 0:
                 handed += [len(part) for part in parts]
                 receiver.add_frames([f for part in parts for f in part])
@@ -148,7 +150,7 @@ def run(live: Live, receiver, expected, quiet: float, timeout: float, final_epoc
                 message = ("ok", [(i.trigger, i.frame, i.x, i.y) for i in receiver.take()], why, due)
             except (TimeoutError, ValueError) as e:  # raised on every rank, after the broadcast
                 message = ("error", e, None, None)
-        message = comm.bcast(message, root=0) if comm is not None else message
+        message = comm.bcast(message)
         if message[0] == "error":
             raise message[1]
         _, items, why, (publish, snap) = message

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from conftest import small_dataset
-from ptyhpc.comm import TileComm
+from ptyhpc.comm import Ranks, TileComm, started
 from ptyhpc.partition import partition
 
 
@@ -168,3 +168,34 @@ def test_allgather_returns_every_ranks_value_in_rank_order():
     got = comm.allgather(np.arange(comm.rank + 1.0))
     assert [len(g) for g in got] == list(range(1, comm.size + 1))
     assert all(np.array_equal(g, np.arange(r + 1.0)) for r, g in enumerate(got))
+
+
+@pytest.mark.mpi(min_size=2)
+def test_ranks_collectives_outside_the_halo():
+    """What the engine, the writer, the stream and the error path use instead of calling MPI: each rank's value
+    reaches rank 0 in rank order (gather, and one piece at a time by send/receive), rank 0's reaches every rank,
+    all ranks of one machine are one node, and the one-process stand-in behaves as one rank."""
+    world = _world()
+    ranks = Ranks.of(world)
+    size, rank = world.Get_size(), world.Get_rank()
+    assert (ranks.rank, ranks.size) == (rank, size) and Ranks.of(ranks) is ranks
+    assert (started().rank, started().size) == (rank, size)  # MPI has started: the error path sees every rank
+    got = ranks.gather(np.full(3, rank * 10.0))
+    if rank == 0:
+        assert np.array_equal(np.stack(got), np.arange(size)[:, None] * np.full(3, 10.0))
+    else:
+        assert got is None
+    assert ranks.bcast({"from": rank}) == {"from": 0}
+    assert ranks.node() == (rank, size)  # mpiexec here starts every rank on this machine
+    if rank == 0:
+        assert [ranks.receive(r, tag=5) for r in range(1, size)] == [("piece", r) for r in range(1, size)]
+    else:
+        ranks.send(("piece", rank), tag=5)
+    ranks.barrier()
+    one = Ranks(None)
+    assert (one.rank, one.size, one.mpi, one.node()) == (0, 1, None, (0, 1))
+    assert one.gather(7) == [7] and one.bcast(7) == 7
+    part = _setup()[2]
+    tile = TileComm(ranks, part)  # built from the Ranks as from the communicator: the same plan
+    assert isinstance(tile, Ranks) and (tile.rank, tile.size) == (rank, size)
+    assert tile.links == TileComm(world, part).links and tile.links

@@ -113,7 +113,8 @@ class Dataset:
 
     def read_patterns(self, indices, comm=None) -> "Patterns":
         """Patterns ``indices`` (any order) as float32 with the zero frequency at [0, 0], checked for NaN, Inf
-        and negative values. ``comm``: the MPI communicator when all ranks read at once (parallel HDF5).
+        and negative values. ``comm``: the ranks (``comm.Ranks`` or an mpi4py communicator) when all read at
+        once (parallel HDF5).
 
         Integer data (uint16, uint32, int32, ...) carry the detector's markers for pixels without a valid count:
         the type's largest value (Eiger: 65535, 0xFFFFFFFF for overflow and gaps) and, in signed types, negative

@@ -7,6 +7,7 @@ import os
 import h5py
 import numpy as np
 
+from ..comm import Ranks
 from .dataset import InputError
 
 
@@ -50,14 +51,16 @@ def runs(indices) -> list[tuple[int, int]]:
 
 
 def open_file(path, mode: str = "r", comm=None):
-    """h5py.File on ``path``; collective (mpio) when ``comm`` has several ranks and h5py is parallel.
+    """h5py.File on ``path``; collective (mpio) when ``comm`` (``comm.Ranks``, an mpi4py communicator or None) has
+    several ranks and h5py is parallel.
 
     Opening, creating datasets and writing attributes are then collective: every rank must make the same
     calls with the same arguments (HDF5's rule for metadata in parallel).
     """
+    mpi = Ranks.of(comm).mpi  # the communicator itself, for HDF5 (None on one rank)
     try:
-        if comm is not None and comm.Get_size() > 1 and parallel_available():
-            return h5py.File(path, mode, driver="mpio", comm=comm)
+        if mpi is not None and parallel_available():
+            return h5py.File(path, mode, driver="mpio", comm=mpi)
         return h5py.File(path, mode)
     except OSError as e:
         if mode == "r":

@@ -25,6 +25,7 @@ import os
 
 import numpy as np
 
+from ..comm import Ranks
 from ..units import ev_from_wavelength
 from .h5 import open_file, parallel_available, runs
 from .output import atomic
@@ -33,9 +34,10 @@ from .output import atomic
 def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=None, wavelength=None,
                   distance=None, losses=(), comm=None, extra=None, checkpoint=None, recorded_scan=None, opr=None,
                   layer_spacing=None):
-    """Write a product file. Every rank of ``comm`` calls this with its own ``core`` (the object on
-    ``core_box`` = (y0, y1, x0, x1), host array); ``probe`` (MODES, N, N), ``scan`` (POSI, 2) global corners and
-    ``losses`` [(epoch, value)] are the same on all ranks. Serial use: ``comm=None``, the core is the whole object.
+    """Write a product file. Every rank of ``comm`` (``comm.Ranks``, an mpi4py communicator or None) calls this
+    with its own ``core`` (the object on ``core_box`` = (y0, y1, x0, x1), host array); ``probe`` (MODES, N, N),
+    ``scan`` (POSI, 2) global corners and ``losses`` [(epoch, value)] are the same on all ranks. Serial use:
+    ``comm=None``, the core is the whole object.
     ``recorded_scan`` (POSI, 2): the positions as the input recorded them, when ``scan`` holds corrected ones
     (``ptyhpc/recorded_scan_px``; default: ``scan``). ``opr``: (variable modes (C-1, N, N), weights (POSI, C-1)) of
     orthogonal probe relaxation, the same on all ranks: stored as Ptychodus stores them, ``probe`` (C, MODES, N, N)
@@ -47,19 +49,19 @@ def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=Non
     ``rows`` {name: (indices, local)}: ``local`` (len(indices), ...) holds rows ``indices`` (sorted, this rank's
     positions) of a (POSI, ...) dataset. Its object keeps ``core``'s dtype; a plain product stores complex64.
     """
-    size = comm.Get_size() if comm is not None else 1
-    rank = comm.Get_rank() if comm is not None else 0
+    ranks = Ranks.of(comm)
+    size, rank = ranks.size, ranks.rank
     if size > 1:
         # HDF5's rule in parallel: metadata (attributes, dataset shapes) must be identical on all ranks, and
         # per-rank facts such as timings are not: every rank writes rank 0's.
-        extra, losses, probe = comm.bcast((extra, list(losses), np.asarray(probe)), root=0)
+        extra, losses, probe = ranks.bcast((extra, list(losses), np.asarray(probe)))
     with atomic(path, rank) as tmp:
         px = pixel_size or 1.0
         centres = (np.asarray(scan) + n / 2 - np.asarray(shape) / 2) * px
         parallel = size > 1 and parallel_available()
         odtype = np.asarray(core).dtype if checkpoint is not None else np.complex64
         if rank == 0 or parallel:
-            f = open_file(tmp, "w", comm if parallel else None)
+            f = open_file(tmp, "w", ranks if parallel else None)
             # Metadata (attributes, dataset creation) is collective under mpio: every rank makes the same calls.
             energy = float(ev_from_wavelength(wavelength)) if wavelength else 0.0
             f.attrs.update({
@@ -118,18 +120,17 @@ def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=Non
             if rank == 0:
                 for r in range(size):  # one rank at a time: rank 0 never holds more than one rank's piece
                     for i, piece in enumerate(pieces):
-                        k, where, block = piece if r == 0 else comm.recv(source=r, tag=31 + i)
+                        k, where, block = piece if r == 0 else ranks.receive(r, tag=31 + i)
                         _put(targets[k], k, where, block)
                 f.close()
             else:
                 for i, piece in enumerate(pieces):
-                    comm.send(piece, dest=0, tag=31 + i)
+                    ranks.send(piece, tag=31 + i)
         else:
             for k, where, block in pieces:
                 _put(targets[k], k, where, block)
             f.close()
-    if comm is not None and size > 1:
-        comm.Barrier()
+    ranks.barrier()
 
 
 def _put(dset, key, where, block):
