@@ -349,7 +349,7 @@ class Reconstruction:
 
     def write(self, path, extra=None, checkpoint=None) -> None:
         """Write the Ptychodus product file (collective: every rank calls it)."""
-        from .io.product import write_product
+        from .io.product import Product, write_product
 
         d = self.dataset
         info = {
@@ -382,12 +382,12 @@ class Reconstruction:
         del mine["finite"]
         info.update({key: [r[key] for r in everyone] for key in mine})
         info.update(extra or {})
-        write_product(path, shape=d.object_shape, core_box=self.state.tile.core, core=core,
-                      probe=probe, scan=self.gather_scan(), recorded_scan=d.scan, n=d.n, opr=self.gather_opr(), pixel_size=d.pixel_size,
-                      wavelength=d.wavelength, distance=d.distance,
-                      losses=list(zip(self.history.epochs, self.history.costs)), comm=self.comm, extra=info,
-                      layer_spacing=self.cfg.slice_spacing_m if self.cfg.slices > 1 else None,
-                      checkpoint=checkpoint)
+        product = Product(core=core, probe=probe, scan=self.gather_scan(), n=d.n, shape=d.object_shape,
+                          core_box=self.state.tile.core, pixel_size=d.pixel_size, wavelength=d.wavelength,
+                          distance=d.distance, losses=list(zip(self.history.epochs, self.history.costs)),
+                          recorded_scan=d.scan, opr=self.gather_opr(),
+                          layer_spacing=self.cfg.slice_spacing_m if self.cfg.slices > 1 else None, extra=info)
+        write_product(path, product, comm=self.comm, checkpoint=checkpoint)
 
 
 class Diverged(RuntimeError):

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import physics
 from .io import cxi
-from .io.product import write_product
+from .io.product import Product, write_product
 from .units import wavelength_from_ev
 
 
@@ -289,12 +289,12 @@ def write(out, cfg: SimConfig) -> str:
     write_cxi(out, cfg, patterns, recorded_positions(cfg, scan), mask)
     pixel, wavelength, _ = cfg.geometry()
     truth = truth_path(out)
-    write_product(truth, shape=obj.shape[-2:], core_box=(0, obj.shape[-2], 0, obj.shape[-1]), core=obj, probe=probe,
-                  layer_spacing=cfg.slice_spacing_m if cfg.slices > 1 else None,
-                  scan=scan, n=cfg.probe_size, pixel_size=pixel, wavelength=wavelength, distance=cfg.distance_m,
-                  extra={"kind": "ground truth", "photons": cfg.photons, "seed": cfg.seed,
-                         "geometry": "near field" if cfg.near_field else "far field",
-                         **({"focus_distance_m": cfg.focus_distance_m} if cfg.near_field else {})})
+    write_product(truth, Product(
+        core=obj, probe=probe, scan=scan, n=cfg.probe_size, pixel_size=pixel, wavelength=wavelength,
+        distance=cfg.distance_m, layer_spacing=cfg.slice_spacing_m if cfg.slices > 1 else None,
+        extra={"kind": "ground truth", "photons": cfg.photons, "seed": cfg.seed,
+               "geometry": "near field" if cfg.near_field else "far field",
+               **({"focus_distance_m": cfg.focus_distance_m} if cfg.near_field else {})}))
     return truth
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import small_set
 from ptyhpc.io import load
-from ptyhpc.io.product import read_product, write_product
+from ptyhpc.io.product import Product, read_product, write_product
 from ptyhpc.simulate import SimConfig, write
 
 
@@ -99,8 +99,8 @@ def test_ptychodus_folder(tmp_path):
 def test_product_round_trip_and_atomic_write(tmp_path):
     cfg, patterns, scan, obj, probe, mask = small_set()
     out = tmp_path / "p.h5"
-    write_product(out, shape=obj.shape, core_box=(0, obj.shape[0], 0, obj.shape[1]), core=obj, probe=probe,
-                  scan=scan, n=64, pixel_size=3e-8, wavelength=1.24e-10, distance=2.0, losses=[(1, 5.0), (2, 4.0)])
+    write_product(out, Product(core=obj, probe=probe, scan=scan, n=64, pixel_size=3e-8, wavelength=1.24e-10,
+                               distance=2.0, losses=[(1, 5.0), (2, 4.0)]))
     assert not os.path.exists(f"{out}.partial")
     r = read_product(out)
     assert np.array_equal(r["object"], obj) and np.array_equal(r["probe"], probe)

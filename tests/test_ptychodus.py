@@ -22,7 +22,7 @@ from ptychodus.api.probe import ProbeSequence  # noqa: E402
 from ptychodus.api.probe_positions import ProbePosition, ProbePositionSequence  # noqa: E402
 from ptychodus.api.product import Product, ProductMetadata  # noqa: E402
 
-from ptyhpc.io.product import write_product  # noqa: E402
+from ptyhpc.io.product import Product as Ours, write_product  # noqa: E402 (Ptychodus has a Product too)
 from ptyhpc.simulate import initial_probe_guess, write_cxi, write_velociprobe  # noqa: E402
 from ptyhpc.units import wavelength_from_ev  # noqa: E402
 
@@ -70,8 +70,7 @@ def scan(tmp_path_factory):
     top = tmp_path_factory.mktemp("ptychodus")
     cfg, patterns, scan, obj, probe, mask = small_set()
     write_cxi(top / "sim.cxi", cfg, patterns, scan, mask)
-    write_product(top / "truth.h5", shape=obj.shape, core_box=(0, obj.shape[0], 0, obj.shape[1]), core=obj,
-                  probe=probe, scan=scan, n=cfg.probe_size, pixel_size=_pixel(cfg))
+    write_product(top / "truth.h5", Ours(core=obj, probe=probe, scan=scan, n=cfg.probe_size, pixel_size=_pixel(cfg)))
     np.save(top / "p0.npy", initial_probe_guess(cfg))
     _ptychodus_folder(top / "folder")
     return top

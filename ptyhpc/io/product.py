@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,24 +32,63 @@ from .h5 import open_file, parallel_available, runs
 from .output import atomic
 
 
-def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=None, wavelength=None,
-                  distance=None, losses=(), comm=None, extra=None, checkpoint=None, recorded_scan=None, opr=None,
-                  layer_spacing=None):
-    """Write a product file. Every rank of ``comm`` (``comm.Ranks``, an mpi4py communicator or None) calls this
-    with its own ``core`` (the object on ``core_box`` = (y0, y1, x0, x1), host array); ``probe`` (MODES, N, N),
-    ``scan`` (POSI, 2) global corners and ``losses`` [(epoch, value)] are the same on all ranks. Serial use:
-    ``comm=None``, the core is the whole object.
-    ``recorded_scan`` (POSI, 2): the positions as the input recorded them, when ``scan`` holds corrected ones
-    (``ptyhpc/recorded_scan_px``; default: ``scan``). ``opr``: (variable modes (C-1, N, N), weights (POSI, C-1)) of
-    orthogonal probe relaxation, the same on all ranks: stored as Ptychodus stores them, ``probe`` (C, MODES, N, N)
-    whose [0] is the main probe and [c] holds mode c in its first incoherent mode, and ``opr_weights`` (POSI, C)
-    whose column 0 is 1. A multislice object: ``core`` (S, h, w), stored as ``object`` (S, H, W) with
-    ``object_layer_spacing_m`` (S-1,) all ``layer_spacing`` (m).
+@dataclass
+class Product:
+    """What a product file holds, as one rank has it: every field is the same on all ranks but ``core`` and
+    ``core_box``.
+
+    core : (h, w), or (S, h, w) for S slices (multislice), complex, host array: this rank's core of the object
+    probe : (MODES, N, N) complex
+    scan : (POSI, 2) probe window corners in object pixels (rows first): the positions in use
+    n : the probe window N, pixels
+    shape : (H, W) of the whole object (default: ``core``'s, for one process)
+    core_box : (y0, y1, x0, x1) where ``core`` sits in the whole object (default: all of it)
+    pixel_size : object pixel size, m (None: no geometry; stored as 1)
+    wavelength, distance : m (None: unknown)
+    losses : [(epoch, value)]
+    recorded_scan : (POSI, 2) the positions as the input recorded them, when ``scan`` holds corrected ones
+        (``ptyhpc/recorded_scan_px``; default: ``scan``)
+    opr : (variable modes (C-1, N, N), weights (POSI, C-1)) of orthogonal probe relaxation, or None: stored as
+        Ptychodus stores them, ``probe`` (C, MODES, N, N) whose [0] is the main probe and [c] holds mode c in its
+        first incoherent mode, and ``opr_weights`` (POSI, C) whose column 0 is 1
+    layer_spacing : m between slices: a multislice ``core`` is stored as ``object`` (S, H, W) with
+        ``object_layer_spacing_m`` (S-1,) all this value
+    extra : attributes of the ``ptyhpc`` group (run facts; values that are not numbers or strings as JSON)
+    """
+
+    core: np.ndarray
+    probe: np.ndarray
+    scan: np.ndarray
+    n: int
+    shape: tuple | None = None
+    core_box: tuple | None = None
+    pixel_size: float | None = None
+    wavelength: float | None = None
+    distance: float | None = None
+    losses: list = field(default_factory=list)
+    recorded_scan: np.ndarray | None = None
+    opr: tuple | None = None
+    layer_spacing: float | None = None
+    extra: dict | None = None
+
+    def __post_init__(self):
+        if self.shape is None:
+            self.shape = tuple(np.shape(self.core)[-2:])
+        if self.core_box is None:
+            self.core_box = (0, self.shape[0], 0, self.shape[1])
+
+
+def write_product(path, product: Product, comm=None, checkpoint=None) -> None:
+    """Write ``product`` to ``path``. Every rank of ``comm`` (``comm.Ranks``, an mpi4py communicator or None)
+    calls this with its own share (its ``core``).
 
     ``checkpoint`` : optional dict ``attrs`` {name: scalar/str}, ``arrays`` {name: array, same on all ranks},
     ``rows`` {name: (indices, local)}: ``local`` (len(indices), ...) holds rows ``indices`` (sorted, this rank's
     positions) of a (POSI, ...) dataset. Its object keeps ``core``'s dtype; a plain product stores complex64.
     """
+    shape, core, scan, n, opr = product.shape, product.core, product.scan, product.n, product.opr
+    recorded = scan if product.recorded_scan is None else product.recorded_scan
+    extra, losses, probe = product.extra, product.losses, product.probe
     ranks = Ranks.of(comm)
     size, rank = ranks.size, ranks.rank
     if size > 1:
@@ -56,17 +96,17 @@ def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=Non
         # per-rank facts such as timings are not: every rank writes rank 0's.
         extra, losses, probe = ranks.bcast((extra, list(losses), np.asarray(probe)))
     with atomic(path, rank) as tmp:
-        px = pixel_size or 1.0
+        px = product.pixel_size or 1.0
         centres = (np.asarray(scan) + n / 2 - np.asarray(shape) / 2) * px
         parallel = size > 1 and parallel_available()
         odtype = np.asarray(core).dtype if checkpoint is not None else np.complex64
         if rank == 0 or parallel:
             f = open_file(tmp, "w", ranks if parallel else None)
             # Metadata (attributes, dataset creation) is collective under mpio: every rank makes the same calls.
-            energy = float(ev_from_wavelength(wavelength)) if wavelength else 0.0
+            energy = float(ev_from_wavelength(product.wavelength)) if product.wavelength else 0.0
             f.attrs.update({
                 "name": os.path.basename(os.fspath(path)), "comments": "ptyhpc reconstruction",
-                "detector_object_distance_m": float(distance or 0.0),
+                "detector_object_distance_m": float(product.distance or 0.0),
                 "photon_energy_eV": energy, "probe_energy_eV": energy,  # Ptychodus 1.7's name, and the older one
                 "probe_photon_count": 0.0, "exposure_time_s": 0.0, "mass_attenuation_m2_per_kg": 0.0,
                 "tomography_angle_deg": 0.0, "tilt_angle_deg": 0.0, "focus_object_distance_m": 0.0,
@@ -87,14 +127,13 @@ def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=Non
             layers = np.shape(core)[0] if np.ndim(core) == 3 else 1
             o = f.create_dataset("object", shape=(layers,) + tuple(shape), dtype=odtype)
             o.attrs.update({"center_x_m": 0.0, "center_y_m": 0.0, "pixel_width_m": px, "pixel_height_m": px})
-            f.create_dataset("object_layer_spacing_m", data=np.full(layers - 1, float(layer_spacing or 0.0)))
+            f.create_dataset("object_layer_spacing_m", data=np.full(layers - 1, float(product.layer_spacing or 0.0)))
             losses = list(losses)
             f.create_dataset("loss_epochs", data=np.array([e for e, _ in losses], dtype=np.int64))
             f.create_dataset("loss_values", data=np.array([v for _, v in losses], dtype=np.float64))
             g = f.create_group("ptyhpc")
             g.create_dataset("scan_px", data=np.asarray(scan, dtype=np.float64))
-            g.create_dataset("recorded_scan_px", data=np.asarray(scan if recorded_scan is None else recorded_scan,
-                                                                 dtype=np.float64))
+            g.create_dataset("recorded_scan_px", data=np.asarray(recorded, dtype=np.float64))
             g.attrs["probe_window"] = n
             for k, v in (extra or {}).items():
                 g.attrs[k] = v if isinstance(v, (int, float, str)) else json.dumps(v)
@@ -108,7 +147,7 @@ def write_product(path, *, shape, core_box, core, probe, scan, n, pixel_size=Non
                 for k, (_, local) in checkpoint.get("rows", {}).items():
                     targets[k] = r.create_dataset(k, shape=(len(scan),) + local.shape[1:], dtype=local.dtype)
         # each rank's pieces: its object core, then its rows of each per-position dataset (DM's exit waves)
-        pieces = [("object", core_box, np.asarray(core, dtype=odtype))]
+        pieces = [("object", product.core_box, np.asarray(core, dtype=odtype))]
         pieces += [(k, indices, local) for k, (indices, local) in (checkpoint or {}).get("rows", {}).items()]
         if parallel:
             with o.collective:
