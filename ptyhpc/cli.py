@@ -239,7 +239,7 @@ def _stream_profile(args) -> dict:
 
 def _stream(args) -> int:
     from .comm import world
-    from .stream import Live, Rows, run
+    from .stream import Live, Rows, Schedule, Sources, run
 
     comm = world()
     rank = comm.rank
@@ -282,10 +282,11 @@ def _stream(args) -> int:
     caught = []  # SIGTERM (a scheduler ending the job, mpiexec forwards it): end the scan, write what arrived
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: caught.append(signum))
     try:
-        result = run(live, receiver, args.expected, args.quiet_seconds, args.timeout, args.final_epochs,
-                     preview=preview, previewing=bool(args.preview), preview_every=args.preview_every,
-                     stop=lambda: bool(caught), share=share, distributed=distributed, snapshot=args.output,
-                     snapshot_every=args.snapshot_every)
+        result = run(live, Sources(receiver=receiver, preview=preview, previewing=bool(args.preview),
+                                   distributed=distributed, share=share, stop=lambda: bool(caught)),
+                     Schedule(expected=args.expected, quiet=args.quiet_seconds, timeout=args.timeout,
+                              final_epochs=args.final_epochs, preview_every=args.preview_every,
+                              snapshot=args.output, snapshot_every=args.snapshot_every))
     finally:
         signal.signal(signal.SIGTERM, previous)
         if share is not None:

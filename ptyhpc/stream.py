@@ -13,7 +13,8 @@ epoch at most every ``preview_every`` seconds. When the scan ends, the final epo
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Callable
 
 import numpy as np
 
@@ -116,17 +117,58 @@ class Live:
         self.built_triggers = triggers
 
 
-def run(live: Live, receiver, expected, quiet: float, timeout: float, final_epochs: int, preview=None,
-        previewing: bool = False, preview_every: float = 1.0, poll: float = 0.05, stop=lambda: False,
-        share=None, distributed: bool = False, snapshot: str | None = None, snapshot_every: float = 0.0) -> dict:
-    """Drive ``live`` until the scan ends, then its final epochs. ``receiver`` (rank 0 only, else None) is an
-    ``io.pva.Receiver``; ``preview`` (rank 0) an ``io.pva.Preview``, ``previewing`` whether there is one (every
-    rank); ``stop()`` true on rank 0 (a signal was caught) ends the scan at once with one final epoch over what
-    has arrived. ``distributed`` (every rank): the frames come through pvapy's data distributor, each rank but 0
-    receiving its share (``share``, an ``io.pva.Share``), gathered to rank 0 at every step. ``snapshot``: the
-    product written there (atomically) every ``snapshot_every`` seconds while the scan runs. One broadcast per
-    step carries what joined, whether the scan is over and whether a preview or snapshot is due. Collective.
-    Returns timings (seconds from the first frame), why the scan ended and the snapshots written."""
+@dataclass
+class Schedule:
+    """When a stream's scan is over and what is written while it runs (``ptyhpc stream``'s options).
+
+    expected : joined frames after which the scan is over (None: not known; then the end marker or quiet)
+    quiet : seconds without data after the scan's end marker that end it
+    timeout : seconds within which the first frame and position must come (else TimeoutError naming the
+        channel), and seconds without any data that end a scan that sent no end marker
+    final_epochs : epochs over the whole scan once it is over
+    preview_every : seconds between previews at most
+    snapshot : path of the product written (atomically) while the scan runs, every ``snapshot_every`` seconds
+        (None or 0 s: none)
+    poll : seconds to wait for frames when there is nothing new to iterate over
+    """
+
+    expected: int | None = None
+    quiet: float = 2.0
+    timeout: float = 30.0
+    final_epochs: int = 50
+    preview_every: float = 1.0
+    snapshot: str | None = None
+    snapshot_every: float = 0.0
+    poll: float = 0.05
+
+
+@dataclass
+class Sources:
+    """Where one rank's frames come from and where its previews go.
+
+    receiver : ``io.pva.Receiver`` on rank 0 (None elsewhere): frames and positions joined
+    preview : ``io.pva.Preview`` on rank 0 (None elsewhere, or without previews)
+    previewing : whether there is a preview (every rank: gathering the object for it is collective)
+    distributed : whether pvapy's data distributor deals the frames to every rank (every rank), each rank but 0
+        receiving its share through ``share`` (``io.pva.Share``), gathered to rank 0 at every step
+    stop : true on rank 0 when the scan must end at once (a signal was caught): one final epoch over what came
+    """
+
+    receiver: object = None
+    preview: object = None
+    previewing: bool = False
+    distributed: bool = False
+    share: object = None
+    stop: Callable[[], bool] = lambda: False
+
+
+def run(live: Live, sources: Sources, schedule: Schedule) -> dict:
+    """Drive ``live`` until the scan ends, then its final epochs (collective: every rank calls it with its own
+    ``sources`` and the same ``schedule``). One broadcast per step carries what joined, whether the scan is over and
+    whether a preview or snapshot is due. Returns timings (seconds from the first frame), why the scan ended and
+    the snapshots written."""
+    receiver, preview, previewing, share = sources.receiver, sources.preview, sources.previewing, sources.share
+    distributed, snapshot, snapshot_every = sources.distributed, schedule.snapshot, schedule.snapshot_every
     comm = live.comm
     rank = comm.rank
     timings, why, snapshots = {}, None, 0
@@ -143,10 +185,11 @@ def run(live: Live, receiver, expected, quiet: float, timeout: float, final_epoc
         message = None
         if rank == 0:
             now = time.monotonic()
-            due = (previewing and now - last["preview"] >= preview_every,
+            due = (previewing and now - last["preview"] >= schedule.preview_every,
                    bool(snapshot) and snapshot_every > 0 and now - last["snapshot"] >= snapshot_every)
             try:
-                why = "signal" if stop() else receiver.status(expected, quiet, timeout)
+                why = "signal" if sources.stop() else receiver.status(schedule.expected, schedule.quiet,
+                                                                      schedule.timeout)
                 message = ("ok", [(i.trigger, i.frame, i.x, i.y) for i in receiver.take()], why, due)
             except (TimeoutError, ValueError) as e:  # raised on every rank, after the broadcast
                 message = ("error", e, None, None)
@@ -160,7 +203,7 @@ def run(live: Live, receiver, expected, quiet: float, timeout: float, final_epoc
         before = live.epochs_run
         live.step()
         if live.epochs_run == before:
-            time.sleep(poll)
+            time.sleep(schedule.poll)
             continue
         if publish:
             obj = live.rec.gather_object()  # collective: every rank sends its core
@@ -178,7 +221,7 @@ def run(live: Live, receiver, expected, quiet: float, timeout: float, final_epoc
     if not live.frames:
         raise ValueError("no frame could be joined with a position: nothing to reconstruct")
     live.step(final=True)
-    live.rec.iterate(max(final_epochs - 1, 0) if why != "signal" else 0)
+    live.rec.iterate(max(schedule.final_epochs - 1, 0) if why != "signal" else 0)
     timings["final_epochs_seconds"] = time.monotonic() - end
     if previewing:  # the final preview
         obj = live.rec.gather_object()
