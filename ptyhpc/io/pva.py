@@ -111,8 +111,9 @@ def replay(frames, x, y, frames_channel: str, positions_channel: str, rate: floa
 
     # A PvaServer serves from its construction: stopped until both records exist, no client's search meets a
     # server without its channels. (tests/test_stream.py's restarting server, OPENBLAS_NUM_THREADS=1: the stream
-    # lost both channels of the second server in 4 of 24 runs before, in none of 8 after; see the README's
-    # streaming section for the frames-only loss that remains.)
+    # lost both channels of the second server in 4 of 24 runs before, in none of 8 after. What remained, one
+    # channel found late, was pvAccess' slow search, which the client's Subscription now answers by making the
+    # channel anew: the README's streaming section.)
     server = pva.PvaServer()
     server.stop()
     server.addRecord(frames_channel, pva.NtNdArray())
