@@ -37,7 +37,8 @@ class SimConfig:
     aperture_radius: float = 16.0
     """Radius of the illuminated far-field disc (the optics' numerical aperture), detector pixels."""
     step: float = 0.0
-    """Mean step between positions, pixels (0: fill the object, as the positions count allows)."""
+    """Mean step between positions, pixels: the positions then cover a square of about step sqrt(positions) on a
+    side, centred in the object (0: fill the object, as the positions count allows)."""
     scan: str = "spiral"
     """'spiral' (Fermat) or 'raster' (jittered raster)."""
     photons: float = 1e6
@@ -164,8 +165,9 @@ def make_scan(cfg: SimConfig, rng) -> np.ndarray:
     lo, hi = 2.0, size - n - 2.0
     centre = (lo + hi) / 2
     if cfg.scan == "spiral":
-        # A Fermat spiral clipped to the square the windows may occupy, so the scan covers a rectangle (as a
-        # beamline scan does) at uniform density: one position per pi c^2 of area.
+        # A Fermat spiral clipped to a square (the square the windows may occupy, or with a given step the square
+        # that holds the positions at it), so the scan covers a rectangle (as a beamline scan does) at uniform
+        # density: one position per pi c^2 of area.
         def spiral(c):
             k = np.arange(8 * cfg.positions)
             r = c * np.sqrt(k + 0.5)
@@ -178,6 +180,8 @@ def make_scan(cfg: SimConfig, rng) -> np.ndarray:
         while not cfg.step and len(pos) < cfg.positions:  # tighten until exactly enough fall inside
             c *= 0.995
             pos = spiral(c)
+        if cfg.step:  # the square patch of the positions nearest the centre (a disc would leave its corners out)
+            pos = pos[np.sort(np.argsort(np.abs(pos - centre).max(axis=1), kind="stable")[: cfg.positions])]
         pos = pos[: cfg.positions]
         if len(pos) < cfg.positions:
             raise ValueError(f"{cfg.positions} positions at step {cfg.step} do not fit a {size}-pixel object with "

@@ -38,11 +38,12 @@ def main():
     p.add_argument("--ranks", type=int, default=2)
     p.add_argument("--family", action="store_true", help="the family of sets against Pty-chi (see above)")
     p.add_argument("--alphas", type=float, nargs="*", default=[], help="with --family: rPIE alphas to sweep")
+    p.add_argument("--members", nargs="+", metavar="SET", help="with --family: only these sets (e.g. n128_o60_p1e+07)")
     p.add_argument("--output", help="name of the record (default: accuracy, accuracy_family or accuracy_convergence)")
     p.add_argument("--convergence", metavar="SET", help="ptyhpc rPIE's error on one family member over epochs")
     args = p.parse_args()
     if args.family:
-        return family(args.epochs, args.alphas, args.output or "accuracy_family")
+        return family(args.epochs, args.alphas, args.output or "accuracy_family", args.members)
     if args.convergence:
         return convergence(args.convergence, output=args.output or "accuracy_convergence")
     rows = {}
@@ -83,7 +84,7 @@ def family_members() -> list:
     return members
 
 
-def family(epochs: int, alphas=(), output="accuracy_family") -> None:
+def family(epochs: int, alphas=(), output="accuracy_family", members=None) -> None:
     import numpy as np
 
     from bench_peers import run_peer, run_ptyhpc, simulated_problem
@@ -91,8 +92,13 @@ def family(epochs: int, alphas=(), output="accuracy_family") -> None:
     from ptyhpc.compare import object_errors
 
     rows = []
+    known = [m[0] for m in family_members()]
+    if set(members or []) - set(known):
+        raise SystemExit(f"unknown set(s) {sorted(set(members) - set(known))}: choose from {', '.join(known)}")
     with tempfile.TemporaryDirectory() as tmp:
         for name, n, overlap, photons, size, simulate_args in family_members():
+            if members and name not in members:
+                continue
             data, probe, problem, d, truth = simulated_problem(tmp, name, simulate_args, epochs)
             row = {"set": name, "probe_px": n, "overlap": overlap, "photons": photons, "object_px": size}
             for who, batch in (("ptyhpc", 0), ("ptychi batch 32", 32), ("ptychi batch 8", 8)):
@@ -134,7 +140,8 @@ def family(epochs: int, alphas=(), output="accuracy_family") -> None:
     print(f"ptyhpc no worse than Pty-chi on {sum(r['ratio'] <= 1 for r in rows)} of {len(rows)} sets "
           f"({sum(r['ratio registered'] <= 1 for r in rows)} registered); Pty-chi's result not finite on "
           f"{failed or 'none'}")
-    save(output, {"ranks": [1], "epochs": epochs, "alphas": list(alphas), "results": rows})
+    save(output, {"ranks": [1], "epochs": epochs, "alphas": list(alphas), "members": members or "all",
+                  "results": rows})
 
 
 def convergence(name: str, checkpoints=(50, 100, 150), batches=(0, 8), output="accuracy_convergence") -> None:

@@ -124,3 +124,27 @@ def test_real_petra_cxi_is_read_and_described(shared_data):
     p = d.read_patterns([0, 199]).intensity
     assert p.shape == (2, 100, 100) and p.sum() > 0
     assert "200 x 100 x 100" in d.describe()
+
+
+@pytest.mark.parametrize("probe, step", [(64, 8.8), (128, 8.8), (128, 16.8)])
+def test_a_scan_at_a_given_step_covers_a_square(probe, step):
+    """``simulate --step S --positions P``: the positions cover a square of about S sqrt(P) on a side at that step
+    (the rectangle ``compare`` scores), not a disc whose corners no position lights (as before: 13-15 % of the
+    scored rectangle of bench_accuracy's family lay farther than a step from every position, 6-8 % farther than
+    two)."""
+    from scipy.spatial import cKDTree
+
+    from ptyhpc.simulate import make_scan
+
+    size = int(np.ceil(1.1 * step * 20)) + probe + 8  # bench_accuracy.family_members' object for 400 positions
+    cfg = SimConfig(object_size=size, probe_size=probe, probe_diameter=probe / 3, positions=400, step=step)
+    pos = make_scan(cfg, np.random.default_rng(0))
+    assert len(pos) == 400
+    side = pos.max(axis=0) - pos.min(axis=0)
+    assert np.all(np.abs(side / (step * 20) - 1) < 0.03)
+    nearest, _ = cKDTree(pos).query(pos, k=2)
+    assert abs(np.median(nearest[:, 1]) / step - 1) < 0.1  # the spiral's spacing: the step asked
+    y, x = np.mgrid[pos[:, 0].min():pos[:, 0].max():1.0, pos[:, 1].min():pos[:, 1].max():1.0]
+    gap, _ = cKDTree(pos).query(np.stack([y.ravel(), x.ravel()], axis=1))
+    assert np.mean(gap > step) < 0.005  # hardly any of the rectangle is farther than a step from a position
+    assert gap.max() < 1.5 * step
