@@ -568,7 +568,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--probe-diameter", type=float, default=44.0, help="geometric spot diameter, pixels")
     s.add_argument("--aperture-radius", type=float, default=16.0, help="far-field disc radius, detector pixels")
     s.add_argument("--step", type=float, default=0.0,
-                   help="mean step, pixels: the positions cover a square of STEP x sqrt(positions) (0: fill the object)")
+                   help="mean step, pixels: the positions cover a square STEP x sqrt(positions) across (0: fill "
+                        "the object)")
     s.add_argument("--scan", choices=("spiral", "raster"), default="spiral")
     s.add_argument("--photons", type=float, default=1e6, help="photons per pattern (0: no noise)")
     s.add_argument("--bad-pixels", type=int, default=0)
