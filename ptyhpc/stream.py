@@ -167,8 +167,7 @@ def run(live: Live, sources: Sources, schedule: Schedule) -> dict:
     ``sources`` and the same ``schedule``). One broadcast per step carries what joined, whether the scan is over and
     whether a preview or snapshot is due. Returns timings (seconds from the first frame), why the scan ended and
     the snapshots written."""
-    receiver, preview, previewing, share = sources.receiver, sources.preview, sources.previewing, sources.share
-    distributed, snapshot, snapshot_every = sources.distributed, schedule.snapshot, schedule.snapshot_every
+    receiver, preview = sources.receiver, sources.preview
     comm = live.comm
     rank = comm.rank
     timings, why, snapshots = {}, None, 0
@@ -177,16 +176,17 @@ def run(live: Live, sources: Sources, schedule: Schedule) -> dict:
     handed = np.zeros(comm.size, dtype=np.int64)
     """Frames each rank received from the distributor and handed to rank 0 (rank 0's own: ``receiver.own``)."""
     while True:
-        if distributed:
-            parts = comm.gather(share.take() if share is not None else [])
+        if sources.distributed:
+            parts = comm.gather(sources.share.take() if sources.share is not None else [])
             if rank == 0:
                 handed += [len(part) for part in parts]
                 receiver.add_frames([f for part in parts for f in part])
         message = None
         if rank == 0:
             now = time.monotonic()
-            due = (previewing and now - last["preview"] >= schedule.preview_every,
-                   bool(snapshot) and snapshot_every > 0 and now - last["snapshot"] >= snapshot_every)
+            due = (sources.previewing and now - last["preview"] >= schedule.preview_every,
+                   bool(schedule.snapshot) and schedule.snapshot_every > 0
+                   and now - last["snapshot"] >= schedule.snapshot_every)
             try:
                 why = "signal" if sources.stop() else receiver.status(schedule.expected, schedule.quiet,
                                                                       schedule.timeout)
@@ -212,7 +212,7 @@ def run(live: Live, sources: Sources, schedule: Schedule) -> dict:
                 last["preview"] = time.monotonic()
                 timings.setdefault("first_preview", last["preview"] - (receiver.first_frame or last["preview"]))
         if snap:
-            live.rec.write(snapshot)  # collective, atomic: a reader sees the previous snapshot or this one
+            live.rec.write(schedule.snapshot)  # collective, atomic: a reader sees the previous snapshot or this one
             snapshots += 1
             last["snapshot"] = time.monotonic()
     if rank == 0:
@@ -223,11 +223,11 @@ def run(live: Live, sources: Sources, schedule: Schedule) -> dict:
     live.step(final=True)
     live.rec.iterate(max(schedule.final_epochs - 1, 0) if why != "signal" else 0)
     timings["final_epochs_seconds"] = time.monotonic() - end
-    if previewing:  # the final preview
+    if sources.previewing:  # the final preview
         obj = live.rec.gather_object()
         if rank == 0:
             preview.publish(obj, asnumpy(live.rec.state.probe), live.rec.history.costs[-1], len(live.frames))
     result = {"why": why, "timings": timings, "epochs_while_streaming": live.epochs_run - 1, "snapshots": snapshots}
-    if distributed and rank == 0:
+    if sources.distributed and rank == 0:
         result["frames_per_rank"] = [receiver.own] + handed[1:].tolist()
     return result
