@@ -13,6 +13,10 @@ For each value in ``--deltas``, ptyhpc LSQML (1 process) on:
 
 Object NRMSE with the phase ramp removed (ptyhpc.compare.object_errors; the worse slice for the thick set), and its
 ratio to the first value of ``--deltas``. Writes benchmarks/lsqml_delta.json.
+
+``--near-field`` instead runs the simulated near-field family of scripts/bench_near_field.py (cone-beam scans,
+detectors of 64 and 128 px, 1e6 to 1e8 photons; ``ptyhpc reconstruct --near-field``, 100 epochs) and writes
+benchmarks/lsqml_delta_near_field.json.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_accuracy import family_members  # noqa: E402
 from benchlib import ptyhpc, save  # noqa: E402
 
-from ptyhpc.compare import object_errors, position_error  # noqa: E402
+from ptyhpc.compare import compare_files, object_errors, position_error  # noqa: E402
 from ptyhpc.config import ReconConfig  # noqa: E402
 from ptyhpc.engine import Reconstruction  # noqa: E402
 from ptyhpc.io import load  # noqa: E402
@@ -57,10 +61,37 @@ def sets(tmp: str) -> list:
     return out
 
 
+def near_field(deltas: list, epochs: int = 100) -> dict:
+    """Object NRMSE (ramp removed) of LSQML on the simulated near-field family for each damping in ``deltas``."""
+    from bench_near_field import FAMILY
+
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n, size, count, photons, seed in FAMILY:
+            name = f"near_field_{n}px_p{photons:.0e}_seed{seed}"
+            data, out = os.path.join(tmp, f"{name}.cxi"), os.path.join(tmp, "out.h5")
+            ptyhpc("simulate", data, "--near-field", "--probe-size", n, "--object-size", size, "--positions", count,
+                   "--photons", photons, "--seed", seed)
+            row = results[name] = {"epochs": epochs}
+            for delta in deltas:
+                ptyhpc("reconstruct", data, "-o", out, "--near-field", "--algorithm", "lsqml", "--epochs", epochs,
+                       "--quiet", "--no-preview", "--set", f"lsqml_delta={delta}")
+                error = compare_files(out, data.replace(".cxi", "_truth.h5"))["object_nrmse_ramp"]
+                row[str(delta)] = {"nrmse_ramp": error}
+                print(f"{name:30s} lsqml_delta {delta:<6g} object NRMSE {error:.4f} "
+                      f"({error / row[str(deltas[0])]['nrmse_ramp']:.2f}x)", flush=True)
+    return results
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--deltas", type=float, nargs="+", default=[0.01, 0.03, 0.1])
+    p.add_argument("--near-field", action="store_true", help="the simulated near-field family instead (see above)")
     args = p.parse_args()
+    if args.near_field:
+        save("lsqml_delta_near_field", {"ranks": [1], "deltas": args.deltas, "algorithm": "lsqml",
+                                        "results": near_field(args.deltas)})
+        return
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, data, truth_file, probe, epochs, extra in sets(tmp):
