@@ -149,7 +149,7 @@ def multislice_batch(state, comm, cfg, m, chi, update_probe):
     found, changes = [], []
     for s, incident, patches, chi_s in through_slices(state, m, chi):
         first = s == 0
-        d_obj, d_probe = directions(state, comm, m, incident, patches, chi_s, cfg.lsqml_delta, probe=first)
+        d_obj, d_probe = directions(state, comm, m, incident, patches, chi_s, cfg.delta, probe=first)
         change = incident * physics.extract(d_obj, corner, n)[:, None]
         moves = [(s, d_obj, change)]
         if first and update_probe:
@@ -187,7 +187,7 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
             astate.steps.append(multislice_batch(state, comm, cfg, m, chi, update_probe))
             continue
         backprojected = record_position_steps(state, stack, m, b, chi)  # None without correction
-        d_obj, d_probe = directions(state, comm, m, probes, patches, chi, cfg.lsqml_delta, backprojected=backprojected)
+        d_obj, d_probe = directions(state, comm, m, probes, patches, chi, cfg.delta, backprojected=backprojected)
         d_op = probes * physics.extract(d_obj, xp.asarray(corner), state.n)[:, None]
         d_po = patches[:, None] * state.shift.fwd(state.shift.prepare(d_probe), weights) if update_probe else None
         a_o, a_p = step_sizes(comm, chi, d_op, d_po)
@@ -197,7 +197,7 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
                                                               state.opr_weights[b.device])))
             state.opr_weights[b.device] += cfg.lsqml_beta * opr.weight_step(m.variable, patches, chi[:, 0])
             state.opr = state.opr + (cfg.lsqml_beta * a_p) * _divide(num, den, den.max(), state.opr.dtype,
-                                                                          cfg.lsqml_delta)
+                                                                          cfg.delta)
         d_obj *= cfg.lsqml_beta * a_o  # in place: O + beta a_O dO without two tile-sized temporaries
         d_obj += state.obj
         state.obj = clip_amplitude(d_obj, cfg.object_clip)
