@@ -6,7 +6,8 @@ once constant; rPIE and LSQML, 100 epochs from the usual starting probe, 1 proce
 ``--modes`` variable modes. Prints the object NRMSE (ramp removed) and writes benchmarks/opr.json.
 ``--seeds`` simulates independent sets (noise, scan and probe drift; seed 0 is the tests' set), ``--gains`` runs
 OPR with each weight-step gain (``ptyhpc.opr.WEIGHT_GAIN``; default: the module's); ``--set KEY=VALUE`` changes a
-setting of every run.
+setting of every run; ``--standard`` runs the standard set (512^2 object, 128^2 probe, 700 positions) instead of
+the small one.
 """
 from __future__ import annotations
 
@@ -34,13 +35,15 @@ def main():
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--gains", type=float, nargs="+", default=[opr.WEIGHT_GAIN])
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--standard", action="store_true", help="the standard set instead of the small one")
     p.add_argument("--output", default="opr")
     args = p.parse_args()
     settings = {k: ReconConfig.parse(k, v) for k, v in (item.split("=", 1) for item in args.set)}
     rows = []
     for seed, variation in itertools.product(args.seeds, (args.variation, 0.0)):
-        sim = SimConfig(object_size=192, probe_size=64, positions=150, probe_diameter=22, aperture_radius=8,
-                        probe_variation=variation, seed=seed)
+        small = {} if args.standard else dict(object_size=192, probe_size=64, positions=150, probe_diameter=22,
+                                              aperture_radius=8)
+        sim = SimConfig(**small, probe_variation=variation, seed=seed)
         patterns, scan, obj, _, mask = simulate(sim)
         d = from_arrays(patterns, scan, mask=mask)
 
@@ -63,6 +66,7 @@ def main():
                       f"with {args.modes} modes, gain {gain:g}: {row['with']:.4f}  ratio {row['ratio']:.3f}",
                       flush=True)
     save(args.output, {"ranks": 1, "epochs": args.epochs, "modes": args.modes, "seeds": args.seeds,
+                       "set": "standard" if args.standard else "small",
                        "gains": args.gains, "settings": args.set, "results": rows})
 
 
