@@ -362,6 +362,9 @@ class Reconstruction:
             "masked_marker_pixels": self.masked["pixels"], "masked_marker_patterns": self.masked["patterns"],
             "dead_frames": self.masked["dead_frames"],
             "config": self.cfg.to_dict(),
+            # what the settings left to their defaults (0, 'auto') came to for this run
+            "config_in_force": {"batch_size": self.cfg.batch, "lsqml_delta": self.cfg.delta,
+                                "subpixel": self.cfg.shift},
             "geometry": d.geometry(),
         }
         if d.near_field:

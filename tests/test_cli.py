@@ -51,7 +51,11 @@ def test_config_file_and_overrides(sim, tmp_path):
            "--no-preview")
     with h5py.File(out) as f:
         c = json.loads(f["ptyhpc"].attrs["config"])
+        in_force = json.loads(f["ptyhpc"].attrs["config_in_force"])
     assert (c["algorithm"], c["epochs"], c["batch_size"], c["lsqml_beta"]) == ("lsqml", 2, 50, 0.5)
+    # the defaults left open (lsqml_delta 0, subpixel 'auto') are recorded as what they came to: one slice's damping
+    assert (c["lsqml_delta"], c["subpixel"]) == (0.0, "auto")
+    assert in_force == {"batch_size": 50, "lsqml_delta": 0.03, "subpixel": "bilinear"}
 
 
 def test_unknown_setting_and_gpu_without_gpu_are_clear_errors(sim, tmp_path):
