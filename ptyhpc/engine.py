@@ -363,8 +363,8 @@ class Reconstruction:
             "dead_frames": self.masked["dead_frames"],
             "config": self.cfg.to_dict(),
             # what the settings left to their defaults (0, 'auto') came to for this run
-            "config_in_force": {"batch_size": self.cfg.batch, "lsqml_delta": self.cfg.delta,
-                                "subpixel": self.cfg.shift},
+            "config_in_force": {"batch_size": self.cfg.batch, "subpixel": self.cfg.shift,
+                                **({"lsqml_delta": self.cfg.delta} if self.cfg.algorithm == "lsqml" else {})},
             "geometry": d.geometry(),
         }
         if d.near_field:

@@ -39,11 +39,11 @@ def main():
     p.add_argument("--output", default="opr")
     args = p.parse_args()
     settings = {k: ReconConfig.parse(k, v) for k, v in (item.split("=", 1) for item in args.set)}
+    geometry = {} if args.standard else dict(object_size=192, probe_size=64, positions=150, probe_diameter=22,
+                                             aperture_radius=8)
     rows = []
     for seed, variation in itertools.product(args.seeds, (args.variation, 0.0)):
-        small = {} if args.standard else dict(object_size=192, probe_size=64, positions=150, probe_diameter=22,
-                                              aperture_radius=8)
-        sim = SimConfig(**small, probe_variation=variation, seed=seed)
+        sim = SimConfig(**geometry, probe_variation=variation, seed=seed)
         patterns, scan, obj, _, mask = simulate(sim)
         d = from_arrays(patterns, scan, mask=mask)
 

@@ -41,6 +41,8 @@ def test_simulate_reconstruct_compare(sim, tmp_path):
     assert errors["probe_nrmse"] <= 0.08
     assert "product file" in ptyhpc("info", out).stdout
     assert "150 x 64 x 64" in ptyhpc("info", sim / "s.cxi").stdout
+    with h5py.File(out) as f:  # rPIE's defaults in force (LSQML's damping is recorded only for LSQML)
+        assert json.loads(f["ptyhpc"].attrs["config_in_force"]) == {"batch_size": 16, "subpixel": "bilinear"}
 
 
 def test_config_file_and_overrides(sim, tmp_path):
