@@ -63,15 +63,13 @@ def sets(tmp: str) -> list:
 
 def near_field(deltas: list, epochs: int = 100) -> dict:
     """Object NRMSE (ramp removed) of LSQML on the simulated near-field family for each damping in ``deltas``."""
-    from bench_near_field import FAMILY
+    from bench_near_field import FAMILY, simulate_member
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for n, size, count, photons, seed in FAMILY:
             name = f"near_field_{n}px_p{photons:.0e}_seed{seed}"
-            data, out = os.path.join(tmp, f"{name}.cxi"), os.path.join(tmp, "out.h5")
-            ptyhpc("simulate", data, "--near-field", "--probe-size", n, "--object-size", size, "--positions", count,
-                   "--photons", photons, "--seed", seed)
+            data, out = simulate_member(tmp, n, size, count, photons, seed), os.path.join(tmp, "out.h5")
             row = results[name] = {"epochs": epochs}
             for delta in deltas:
                 ptyhpc("reconstruct", data, "-o", out, "--near-field", "--algorithm", "lsqml", "--epochs", epochs,

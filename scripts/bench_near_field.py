@@ -106,14 +106,20 @@ FAMILY = (  # (detector px, object px, positions, photons per image, seed)
     (64, 128, 100, 1e6, 4))
 
 
+def simulate_member(tmp, n, size, count, photons, seed) -> str:
+    """Simulate one member of FAMILY into ``tmp``; returns the data file (its truth: ``*_truth.h5`` beside it)."""
+    data = os.path.join(tmp, f"nf{n}_p{photons:.0e}_seed{seed}.cxi")
+    ptyhpc("simulate", data, "--near-field", "--probe-size", n, "--object-size", size, "--positions", count,
+           "--photons", photons, "--seed", seed)
+    return data
+
+
 def simulated(tmp, epochs):
     from ptyhpc.compare import compare_files
 
     rows = []
     for n, size, count, photons, seed in FAMILY:
-        data = os.path.join(tmp, f"nf{n}_{seed}.cxi")
-        ptyhpc("simulate", data, "--near-field", "--probe-size", n, "--object-size", size, "--positions", count,
-               "--photons", photons, "--seed", seed)
+        data = simulate_member(tmp, n, size, count, photons, seed)
         for algorithm in ("rpie", "lsqml"):
             out = os.path.join(tmp, "sim.h5")
             ptyhpc("reconstruct", data, "-o", out, "--near-field", "--algorithm", algorithm, "--epochs", epochs,
