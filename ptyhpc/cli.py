@@ -140,6 +140,11 @@ def _reconstruct(args) -> int:
         print(f"ptyhpc: {cfg.algorithm} on {rec.comm.size} rank(s), {describe(rec.xp)}, {dataset.count} patterns "
               f"{dataset.n}x{dataset.n}, object {dataset.object_shape[0]}x{dataset.object_shape[1]}"
               + (f", resumed at epoch {rec.epoch} from {args.resume}" if args.resume else ""), file=sys.stderr)
+        for name, start, used, what in (
+                ("opr_start", cfg.opr_start, cfg.opr_modes, "the variable probe modes are never updated"),
+                ("position_start", cfg.position_start, cfg.correct_positions, "no position is corrected")):
+            if used and start >= cfg.epochs:
+                print(f"ptyhpc: warning: {name} = {start} with {cfg.epochs} epochs: {what}", file=sys.stderr)
         if set(dataset.settings) - {"probe_modes"} or dataset.settings_ignored:  # a settings file was read
             print(f"ptyhpc: {dataset.path}: stated settings {dataset.settings} (the command line and --config "
                   f"override them); not used: {', '.join(dataset.settings_ignored) or 'none'}", file=sys.stderr)

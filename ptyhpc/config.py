@@ -33,6 +33,11 @@ class ReconConfig:
     opr_modes: int = 0
     """Variable probe modes (orthogonal probe relaxation, ptyhpc.opr): the dominant probe mode may vary from
     position to position along these many modes; 0 = one probe for the whole scan. rPIE and LSQML."""
+    opr_start: int = 30
+    """First epoch in which the variable modes and their weights are updated (before it they keep their small
+    starting values: the object and the probe settle first, as for ``position_start``). Chosen on the small sets
+    and the standard set, both algorithms (scripts/bench_opr.py --starts, benchmarks/opr_starts.json,
+    opr_standard_starts.json, opr_standard_seed7.json; README, "A probe that varies along the scan")."""
     update_probe: bool = True
     """Refine the probe (from epoch ``probe_start``)."""
     probe_start: int = 0
@@ -167,6 +172,7 @@ class ReconConfig:
              "slices > 1 is not built with correct_positions or opr_modes yet"),
             (self.focus_distance_m >= 0, f"focus_distance_m must be >= 0 (0: parallel beam), not {self.focus_distance_m}"),
             (self.position_start >= 0, f"position_start must be >= 0, not {self.position_start}"),
+            (self.opr_start >= 0, f"opr_start must be >= 0, not {self.opr_start}"),
             (self.position_step_px > 0, f"position_step_px must be > 0, not {self.position_step_px}"),
             (self.position_limit_px > 0, f"position_limit_px must be > 0, not {self.position_limit_px}"),
             (not (self.correct_positions and self.near_field),

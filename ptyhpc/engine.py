@@ -237,8 +237,9 @@ class Reconstruction:
             correct = cfg.correct_positions and self.epoch >= cfg.position_start
             if correct and st.steps is None:
                 st.steps = self.xp.zeros(st.scan.shape, dtype=st.weights.dtype)
+            update_opr = update_probe and st.opr is not None and self.epoch >= cfg.opr_start
             local = self.algorithm.iterate(st, self.astate, self.comm, cfg.at_epoch(self.epoch), batches,
-                                           update_probe=update_probe)
+                                           update_probe=update_probe, update_opr=update_opr)
             if self.unresolved:  # every core point reads only its tile; the halos then from their owners
                 st.obj = physics.share_unresolved(st.obj, self.unresolved, cfg.slice_regularization)
                 if self.comm.size > 1:

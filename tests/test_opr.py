@@ -21,11 +21,11 @@ def _set(variation):
     return cfg, simulate(cfg)
 
 
-def _error(algorithm, variation, modes, device="cpu", epochs=100):
+def _error(algorithm, variation, modes, device="cpu", epochs=100, **settings):
     cfg, (patterns, scan, obj, _, mask) = _set(variation)
     d = from_arrays(patterns, scan, mask=mask)
-    rec = Reconstruction(d, ReconConfig(algorithm=algorithm, epochs=epochs, device=device, opr_modes=modes),
-                         probe=initial_probe_guess(cfg))
+    rec = Reconstruction(d, ReconConfig(algorithm=algorithm, epochs=epochs, device=device, opr_modes=modes,
+                                        **settings), probe=initial_probe_guess(cfg))
     rec.iterate(epochs)
     return object_errors(rec.gather_object(), rec.gather_scan(), obj, scan, d.n)["object_nrmse_ramp"], rec
 
@@ -56,8 +56,8 @@ def test_weight_step_recovers_a_known_weight():
 @pytest.mark.parametrize("algorithm", ["lsqml", "rpie"])
 def test_opr_follows_a_varying_probe_and_costs_nothing_on_a_constant_one(algorithm):
     """Small set, 100 epochs, 3 variable modes. Probe varying along the scan (defocus x (1 +- 0.3), intensity x
-    (1 +- 0.15)), measured: LSQML 0.0356 with OPR against 0.0813 without, rPIE 0.0303 against 0.0773. Constant
-    probe: 0.0303 against 0.0294 and 0.0276 against 0.0280 (benchmarks/opr_gains.json, seed 0, gain 0.1)."""
+    (1 +- 0.15)), measured: LSQML 0.0299 with OPR against 0.0813 without, rPIE 0.0280 against 0.0773. Constant
+    probe: 0.0291 against 0.0294 and 0.0276 against 0.0280 (benchmarks/opr_starts.json, seed 0, opr_start 30)."""
     with_opr, rec = _error(algorithm, 0.3, 3)
     without, _ = _error(algorithm, 0.3, 0)
     assert with_opr <= 0.7 * without, (with_opr, without)
@@ -71,7 +71,7 @@ def test_opr_follows_a_varying_probe_and_costs_nothing_on_a_constant_one(algorit
 
 
 def test_product_holds_the_modes_as_ptychodus_does(tmp_path):
-    _, rec = _error("lsqml", 0.3, 2, epochs=6)
+    _, rec = _error("lsqml", 0.3, 2, epochs=6, opr_start=2)
     out = tmp_path / "r.h5"
     rec.write(str(out))
     modes, weights = rec.gather_opr()
@@ -96,7 +96,7 @@ def test_product_holds_the_modes_as_ptychodus_does(tmp_path):
 def test_checkpoint_resume_continues_with_the_modes(tmp_path):
     cfg0, (patterns, scan, _, _, mask) = _set(0.3)
     d = from_arrays(patterns, scan, mask=mask)
-    cfg = ReconConfig(algorithm="rpie", epochs=8, device="cpu", opr_modes=2)
+    cfg = ReconConfig(algorithm="rpie", epochs=8, device="cpu", opr_modes=2, opr_start=3)
     whole = Reconstruction(d, cfg, probe=initial_probe_guess(cfg0))
     whole.iterate(8)
     first = Reconstruction(d, cfg, probe=initial_probe_guess(cfg0))

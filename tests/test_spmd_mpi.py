@@ -171,7 +171,7 @@ def test_lsqml_with_opr_equals_one_rank(ranks, device):
     sim = SimConfig(object_size=192, probe_size=64, positions=150, probe_diameter=22, aperture_radius=8,
                     probe_variation=0.3)
     patterns, scan, _, _, mask = simulate(sim)
-    cfg = ReconConfig(algorithm="lsqml", epochs=10, device=device, opr_modes=2)
+    cfg = ReconConfig(algorithm="lsqml", epochs=10, device=device, opr_modes=2, opr_start=3)
 
     def run(c):
         rec = Reconstruction(from_arrays(patterns, scan, mask=mask), cfg, c, probe=initial_probe_guess(sim))

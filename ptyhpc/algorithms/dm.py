@@ -115,8 +115,9 @@ def power_bound_ratio(predicted, measured, mask, bound):
     return xp.where(err[:, None, None] > pbound[:, None, None], renorm + (1 - renorm) * ratio, 1).astype(ratio.dtype)
 
 
-def iterate(state, astate, comm, cfg, batches, update_probe=True):
-    """One DM iteration over all of this rank's positions (``batches`` only bound the temporary memory)."""
+def iterate(state, astate, comm, cfg, batches, update_probe=True, update_opr=False):
+    """One DM iteration over all of this rank's positions (``batches`` only bound the temporary memory); DM has no
+    variable modes (``update_opr`` is never set, the configuration refuses them)."""
     for _ in range(cfg.dm_inner):
         stack = state.shift.prepare(state.probe)
         state.obj = clip_amplitude(overlap_object(state, astate, comm, stack, batches), cfg.object_clip)

@@ -172,8 +172,9 @@ def multislice_batch(state, comm, cfg, m, chi, update_probe):
     return steps[0], a_p
 
 
-def iterate(state, astate, comm, cfg, batches, update_probe=True):
-    """One epoch over the global ``batches`` (this rank's members of each, in local indices)."""
+def iterate(state, astate, comm, cfg, batches, update_probe=True, update_opr=False):
+    """One epoch over the global ``batches`` (this rank's members of each, in local indices), the probe too with
+    ``update_probe`` and the variable modes and their weights with ``update_opr``."""
     xp = state.xp
     total = 0.0
     astate.steps = []
@@ -192,7 +193,7 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
         d_po = patches[:, None] * state.shift.fwd(state.shift.prepare(d_probe), weights) if update_probe else None
         a_o, a_p = step_sizes(comm, chi, d_op, d_po)
         astate.steps.append((a_o, a_p))
-        if update_probe and state.opr is not None:
+        if update_opr:
             num, den = comm.allreduce_many(list(opr.mode_sums(state.shift, weights, patches, chi[:, 0],
                                                               state.opr_weights[b.device])))
             state.opr_weights[b.device] += cfg.lsqml_beta * opr.weight_step(m.variable, patches, chi[:, 0])

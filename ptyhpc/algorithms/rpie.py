@@ -103,8 +103,9 @@ def reconcile_probe(state, astate, comm):
     astate.count = 0
 
 
-def iterate(state, astate, comm, cfg, batches, update_probe=True):
-    """One epoch over this rank's ``batches`` (``state.Batch``). Returns the local misfit sum (on the device)."""
+def iterate(state, astate, comm, cfg, batches, update_probe=True, update_opr=False):
+    """One epoch over this rank's ``batches`` (``state.Batch``), the probe too with ``update_probe`` and the variable
+    modes and their weights with ``update_opr``. Returns the local misfit sum (on the device)."""
     total = 0.0
     for i, b in enumerate(batches, start=1):
         if len(b):
@@ -122,7 +123,7 @@ def iterate(state, astate, comm, cfg, batches, update_probe=True):
                 if update_probe and s == 0:
                     p_num, p_den = probe_sums(state.shift, weights, patches, chi, backprojected=backprojected)
                     state.probe = probe_update(state.probe, p_num, p_den, cfg.beta)
-                    if state.opr is not None:
+                    if update_opr:
                         v_num, v_den = opr.mode_sums(state.shift, weights, patches, chi[:, 0],
                                                      state.opr_weights[b.device])
                         state.opr_weights[b.device] += opr.weight_step(m.variable, patches, chi[:, 0])
