@@ -33,11 +33,12 @@ class ReconConfig:
     opr_modes: int = 0
     """Variable probe modes (orthogonal probe relaxation, ptyhpc.opr): the dominant probe mode may vary from
     position to position along these many modes; 0 = one probe for the whole scan. rPIE and LSQML."""
-    opr_start: int = 30
+    opr_start: int = 20
     """First epoch in which the variable modes and their weights are updated (before it they keep their small
-    starting values: the object and the probe settle first, as for ``position_start``). Chosen on the small sets
-    and the standard set, both algorithms (scripts/bench_opr.py --starts, benchmarks/opr_starts.json,
-    opr_standard_starts.json, opr_standard_seed7.json; README, "A probe that varies along the scan")."""
+    starting values: the object and the probe settle first, as for ``position_start``). Chosen on the small sets,
+    the standard set (both algorithms; scripts/bench_opr.py --starts, benchmarks/opr_starts.json,
+    opr_standard_starts.json, opr_standard_seed7.json) and the real Siemens star's FRC (from epoch 30 two of three
+    batch orders lost the low frequencies); README, "A probe that varies along the scan"."""
     update_probe: bool = True
     """Refine the probe (from epoch ``probe_start``)."""
     probe_start: int = 0

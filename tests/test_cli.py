@@ -182,9 +182,9 @@ def test_ranks_share_the_cores_even_when_numpy_was_imported_first(tmp_path):
 
 
 def test_a_start_epoch_past_the_last_epoch_is_reported(sim, tmp_path):
-    """OPR and position correction wait for their start epochs (30 and 10 by default): a run shorter than that
+    """OPR and position correction wait for their start epochs (20 and 10 by default): a run shorter than that
     says so rather than silently reconstructing without them."""
     r = ptyhpc("reconstruct", sim / "s.cxi", "-o", tmp_path / "r.h5", "--epochs", "2", "--opr-modes", "1",
                "--correct-positions", "--set", "position_start=1", "--no-preview")
     warnings = [line for line in r.stderr.splitlines() if line.startswith("ptyhpc: warning")]
-    assert warnings == ["ptyhpc: warning: opr_start = 30 with 2 epochs: the variable probe modes are never updated"]
+    assert warnings == ["ptyhpc: warning: opr_start = 20 with 2 epochs: the variable probe modes are never updated"]
