@@ -30,9 +30,10 @@ counts the residual several times over. On three independent small sets (scripts
 --gains 0.05 0.1 0.2, benchmarks/opr_gains.json) 0.1 was the one gain with which OPR cost at most 1.05x on a
 constant probe with both algorithms on every set (0.98-1.03x; 0.2 up to 1.12x, 0.05 up to 1.08x) while following a
 varying one (0.39-0.44x the error without OPR; 0.2 0.42-0.48x); in development runs 0.5 and 1 overshot on a
-constant probe (the object error more than doubled with LSQML). Not a gain for every size: on the standard set
-(700 positions, 128 px probe; scripts/bench_opr.py --standard) 0.1 costs LSQML 1.31x on a constant probe, and in
-development runs 0.05 cost 1.03x there and 0.2 diverged (README, "A probe that varies along the scan")."""
+constant probe (the object error more than doubled with LSQML). On the standard set (700 positions, 128 px probe;
+scripts/bench_opr.py --standard) it cost LSQML 1.31x on a constant probe until the modes waited for
+``ReconConfig.opr_start`` (1.02x from epoch 20 on that set, 1.20x on another seed: README, "A probe that varies
+along the scan")."""
 
 
 def initial_weights(indices: np.ndarray, count: int, modes: int) -> np.ndarray:
