@@ -51,7 +51,7 @@ def main():
 
         def error(algorithm, modes, **more):
             cfg = ReconConfig(algorithm=algorithm, epochs=args.epochs, device="cpu", opr_modes=modes,
-                              **settings, **more)
+                              **{**settings, **more})
             rec = Reconstruction(d, cfg, probe=initial_probe_guess(sim))
             rec.iterate(args.epochs)
             return object_errors(rec.gather_object(), rec.gather_scan(), obj, scan, d.n)["object_nrmse_ramp"]
